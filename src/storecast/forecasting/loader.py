@@ -1,0 +1,203 @@
+"""Loading a user's store-hour history from CSV or Parquet, with validation (pandas).
+
+Required columns: ``ts`` (UTC hour start; ISO 8601, naive times are taken as UTC),
+``store_id`` and ``sales_units`` (non-negative numbers). Optional covariates:
+``footfall``, ``temperature_c``, ``precip_mm``, ``is_holiday``, ``promo``. Other columns are
+ignored, except the ``oracle_*`` columns that ``storecast sim history`` writes.
+
+Every problem raises ``DataError`` naming the file, the column and the first offending rows
+(CSV line numbers count the header as line 1).
+
+Missing-hours policy: the history is laid on a dense hourly grid. An hour with no row is
+*missing*: its sales are unknown, masked out of the training loss and out of every metric.
+Its covariates are filled so inputs stay complete: temperature and footfall from the
+nearest earlier hour of the same store (else the nearest later one), precipitation, promo and
+holiday with 0. Covariate cells left empty in the file are filled the same way.
+``StoreHistory.filled_hours`` counts the missing hours inside each store's first..last row.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from storecast.common.errors import DataError
+from storecast.forecasting import schema
+from storecast.forecasting.history import Oracle, StoreHistory
+
+log = logging.getLogger(__name__)
+MAX_SHOWN = 3  # offending rows quoted in an error
+
+
+def _where(
+    path: Path, df: pd.DataFrame, bad: pd.Series, column: str, what: str, hint: str = ""
+) -> DataError:
+    rows = df.index[bad.to_numpy()]
+    csv = path.suffix.lower() != ".parquet"
+    shown = ", ".join(
+        (f"line {i + 2}" if csv else f"row {i}") + f" ({df.at[i, column]!r})"
+        for i in rows[:MAX_SHOWN]
+    )
+    more = f" and {len(rows) - MAX_SHOWN} more" if len(rows) > MAX_SHOWN else ""
+    hint = f"; {hint}" if hint else ""
+    return DataError(f"{path}: column '{column}': {len(rows)} {what}: {shown}{more}{hint}")
+
+
+def _read(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            df = pd.read_parquet(path)
+        elif suffixes.endswith((".csv", ".csv.gz")):
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        else:
+            raise DataError(f"{path}: unsupported file type; use .csv, .csv.gz or .parquet")
+    except DataError:
+        raise
+    except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
+        raise DataError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from exc
+    if df.empty:
+        raise DataError(f"{path}: no rows")
+    return df.reset_index(drop=True)
+
+
+def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+    raw = df[column]
+    as_text = raw.astype(str).str.strip()
+    blank = raw.isna() | (as_text == "") | (as_text.str.lower().isin(["nan", "none", "null"]))
+    values = pd.to_numeric(as_text.where(~blank), errors="coerce")
+    values = values.where(np.isfinite(values))
+    values.attrs["blank"] = blank
+    return values
+
+
+def load_history(path: Path) -> StoreHistory:
+    """Read, validate and grid a store-hour history file."""
+    path = Path(path)
+    df = _read(path)
+    missing = [c for c in schema.REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))}; "
+                        f"found {', '.join(map(repr, map(str, df.columns)))}")
+
+    ts = pd.to_datetime(df[schema.TS].astype(str).str.strip(), utc=True, errors="coerce",
+                        format="ISO8601")
+    if ts.isna().any():
+        raise _where(path, df, ts.isna(), schema.TS, "unparsable timestamp(s)")
+    off_hour = ts != ts.dt.floor("h")
+    if off_hour.any():
+        raise _where(path, df, off_hour, schema.TS, "timestamp(s) not on the hour",
+                     "data must be hourly: one row per store and UTC hour start")
+
+    store = df[schema.STORE_ID].astype(str).str.strip()
+    empty = df[schema.STORE_ID].isna() | (store == "")
+    if empty.any():
+        raise _where(path, df, empty, schema.STORE_ID, "empty store id(s)")
+
+    sales = _numeric(df, schema.SALES)
+    if sales.isna().any():
+        raise _where(path, df, sales.isna(), schema.SALES, "non-numeric or empty value(s)",
+                     "leave out the row to mark an hour as missing")
+    if (sales < 0).any():
+        raise _where(path, df, sales < 0, schema.SALES, "negative value(s)")
+
+    dup = pd.DataFrame({"s": store, "t": ts}).duplicated(keep="first")
+    if dup.any():
+        raise _where(path, df, dup, schema.TS, "duplicate (store_id, ts) row(s)")
+
+    hours = ts.dt.tz_localize(None).to_numpy().astype("datetime64[h]")
+    _check_hourly(path, store.to_numpy(), hours)
+
+    covariates: dict[str, pd.Series] = {}
+    for column in schema.COVARIATE_COLUMNS + schema.ORACLE_COLUMNS:
+        if column not in df.columns:
+            continue
+        values = _numeric(df, column)
+        bad = values.isna() & ~values.attrs["blank"]
+        if bad.any():
+            raise _where(path, df, bad, column, "non-numeric value(s)")
+        if column in (schema.FOOTFALL, schema.PRECIP) and (values < 0).any():
+            raise _where(path, df, values < 0, column, "negative value(s)")
+        covariates[column] = values
+    return _grid(path, store.to_numpy(), hours, sales.to_numpy(dtype=float), covariates,
+                 list(map(str, df.columns)))
+
+
+def _check_hourly(path: Path, stores: np.ndarray, hours: np.ndarray) -> None:
+    order = np.lexsort((hours, stores))
+    s, h = stores[order], hours[order].astype(np.int64)
+    same = s[1:] == s[:-1]
+    gaps = np.diff(h)[same]
+    if gaps.size and np.median(gaps) > 1:
+        raise DataError(f"{path}: column 'ts': rows are {int(np.median(gaps))} hours apart "
+                        "(median per store); storecast needs hourly data")
+
+
+def _grid(
+    path: Path,
+    stores: np.ndarray,
+    hours: np.ndarray,
+    sales: np.ndarray,
+    covariates: dict[str, pd.Series],
+    columns: list[str],
+) -> StoreHistory:
+    store_ids = tuple(sorted(set(stores.tolist())))
+    start = hours.min()
+    n_hours = int((hours.max() - start).astype(int)) + 1
+    s_idx = np.searchsorted(np.array(store_ids), stores)
+    t_idx = (hours - start).astype(np.int64)
+    shape = (len(store_ids), n_hours)
+
+    def cells(values: np.ndarray) -> np.ndarray:
+        grid = np.full(shape, np.nan)
+        grid[s_idx, t_idx] = values
+        return grid
+
+    observed = np.zeros(shape, dtype=bool)
+    observed[s_idx, t_idx] = True
+    first = np.full(len(store_ids), n_hours)
+    last = np.zeros(len(store_ids), dtype=np.int64)
+    np.minimum.at(first, s_idx, t_idx)
+    np.maximum.at(last, s_idx, t_idx)
+    filled = int(sum(last[i] - first[i] + 1 - observed[i].sum() for i in range(len(store_ids))))
+
+    def carried(column: str, default: float) -> np.ndarray:
+        if column not in covariates:
+            return np.full(shape, default)
+        frame = pd.DataFrame(cells(covariates[column].to_numpy(dtype=float)).T)
+        return np.nan_to_num(frame.ffill().bfill().to_numpy().T, nan=default)
+
+    def zero_filled(column: str) -> np.ndarray:
+        if column not in covariates:
+            return np.zeros(shape)
+        return np.nan_to_num(cells(covariates[column].to_numpy(dtype=float)), nan=0.0)
+
+    oracle = None
+    if all(c in covariates for c in schema.ORACLE_COLUMNS):
+        q = np.stack([cells(covariates[c].to_numpy(dtype=float))
+                      for c in schema.ORACLE_COLUMNS[1:]], axis=-1)
+        oracle = Oracle(mean=cells(covariates["oracle_mean"].to_numpy(dtype=float)),
+                        quantiles=q)
+    if filled:
+        log.info("%s: %d missing store-hours filled (covariates) and masked (sales)",
+                 path, filled)
+    return StoreHistory(
+        start=start,
+        store_ids=store_ids,
+        sales=cells(sales),
+        observed=observed,
+        footfall=carried(schema.FOOTFALL, 0.0),
+        temperature_c=carried(schema.TEMPERATURE, 15.0),
+        precip_mm=zero_filled(schema.PRECIP),
+        is_holiday=(zero_filled(schema.HOLIDAY) > 0).astype(float),
+        promo=(zero_filled(schema.PROMO) > 0).astype(float),
+        filled_hours=filled,
+        oracle=oracle,
+        source=str(path),
+        columns=tuple(columns),
+    )

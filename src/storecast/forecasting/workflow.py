@@ -1,0 +1,203 @@
+"""Train-then-evaluate and evaluate-a-checkpoint: the steps ``storecast train``,
+``storecast evaluate``, the demo and the pipeline share (torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from storecast import __version__
+from storecast.common.errors import ConfigError
+from storecast.forecasting.backtest import backtest_origins, run_backtest
+from storecast.forecasting.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+    torch_forecaster,
+)
+from storecast.forecasting.features import FeatureSpec
+from storecast.forecasting.history import StoreHistory
+from storecast.forecasting.model import DemandLSTM, ModelConfig
+from storecast.forecasting.synthetic import ChainConfig, generate_chain
+from storecast.forecasting.training import (
+    EpochStats,
+    Trainer,
+    TrainConfig,
+    TrainResult,
+    quick_model_config,
+)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where training data came from, for lineage."""
+
+    history: StoreHistory
+    info: dict[str, Any]
+
+
+def synthetic_source(config: ChainConfig) -> DataSource:
+    """The synthetic chain of ``config``, with its lineage."""
+    history = generate_chain(config).history
+    return DataSource(history, {
+        "source": history.source,
+        "sha256": history_digest(history),
+        "synthetic": {"stores": config.stores, "days": config.days, "seed": config.seed,
+                      "start": config.start},
+        **_shape_info(history),
+    })
+
+
+def file_source(path: Path) -> DataSource:
+    """A user's history file (CSV or Parquet), validated, with its lineage."""
+    from storecast.forecasting.loader import load_history
+
+    history = load_history(path)
+    return DataSource(history, {
+        "source": str(path),
+        "sha256": file_digest(path),
+        "synthetic": None,
+        **_shape_info(history),
+    })
+
+
+def _shape_info(h: StoreHistory) -> dict[str, Any]:
+    return {
+        "stores": h.n_stores,
+        "hours": h.n_hours,
+        "start": f"{np.datetime_as_string(h.start, unit='h')}:00:00Z",
+        "filled_hours": h.filled_hours,
+    }
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def history_digest(h: StoreHistory) -> str:
+    """sha256 of a history's content (stores, grid start, sales and covariates)."""
+    digest = hashlib.sha256()
+    digest.update("\n".join(h.store_ids).encode())
+    digest.update(str(h.start).encode())
+    for arr in (h.sales, h.observed, h.footfall, h.temperature_c, h.precip_mm, h.is_holiday,
+                h.promo):
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    return digest.hexdigest()
+
+
+def metrics_path(model_path: Path) -> Path:
+    """``lstm_v1.pt`` -> ``lstm_v1.metrics.json`` beside it."""
+    return model_path.with_name(model_path.stem + ".metrics.json")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    result: TrainResult
+    checkpoint: Path
+    metrics: dict[str, Any] | None  # None when training was interrupted
+    metrics_file: Path | None
+
+
+def train_and_evaluate(
+    data: DataSource,
+    out: Path,
+    *,
+    quick: bool = False,
+    train_config: TrainConfig | None = None,
+    model_config: ModelConfig | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> TrainOutcome:
+    """Train on ``data`` and write the checkpoint ``out`` and its metrics file.
+
+    The checkpoint is rewritten at every validation improvement, so Ctrl-C leaves the
+    best one so far on disk. The metrics come from a rolling-origin backtest of the
+    hold-out tail (``test_days``), which training and early stopping never saw.
+    """
+    if out.suffix != ".pt":
+        raise ConfigError(f"{out}: the checkpoint file name must end in .pt")
+    spec = FeatureSpec()
+    tcfg = train_config or (TrainConfig.quick() if quick else TrainConfig())
+    mcfg = model_config or (quick_model_config(spec) if quick else ModelConfig.for_features(spec))
+    if tcfg.test_days % 7:
+        raise ConfigError("test_days must be whole weeks")
+
+    def meta(stats: EpochStats | None) -> dict[str, Any]:
+        return {
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "storecast_version": __version__,
+            "quick": quick,
+            "train": tcfg.to_dict(),
+            "data": data.info,
+            "best_epoch": stats.epoch if stats else None,
+            "val_loss": stats.val_loss if stats else None,
+        }
+
+    def save(model: DemandLSTM, stats: EpochStats) -> None:
+        save_checkpoint(out, make_checkpoint(model, spec, meta(stats)))
+
+    trainer = Trainer(data.history, mcfg, tcfg, spec, on_step=on_step, on_epoch=on_epoch,
+                      on_best=save)
+    result = trainer.fit()
+    if result.stopped == "interrupted" or not result.epochs:
+        return TrainOutcome(result, out, None, None)
+    best = next(e for e in result.epochs if e.epoch == result.best_epoch)
+    checkpoint = make_checkpoint(result.model, spec, meta(best))
+    checkpoint["meta"]["stopped"] = result.stopped
+    checkpoint["meta"]["train_seconds"] = round(result.seconds, 1)
+    save_checkpoint(out, checkpoint)
+
+    report = run_backtest(
+        data.history,
+        {"lstm": torch_forecaster(result.model)},
+        origins=backtest_origins(data.history.n_hours, weeks=tcfg.test_days // 7),
+        seed=tcfg.seed,
+    )
+    report["model"] = {"checkpoint": out.name, "config": mcfg.to_dict(),
+                       "best_epoch": result.best_epoch, "stopped": result.stopped,
+                       "train_seconds": round(result.seconds, 1)}
+    report["data"] = data.info
+    mpath = metrics_path(out)
+    write_json(mpath, report)
+    return TrainOutcome(result, out, report, mpath)
+
+
+def evaluate_checkpoint(path: Path, data: DataSource | None = None) -> dict[str, Any]:
+    """Backtest a checkpoint over the last four weeks of ``data``.
+
+    Without ``data``, the synthetic chain the model was trained on (or the default one).
+    """
+    loaded = load_checkpoint(path)
+    if data is None:
+        synth = (loaded.meta.get("data") or {}).get("synthetic")
+        data = synthetic_source(ChainConfig(**synth) if synth else ChainConfig())
+    report = run_backtest(data.history, {"lstm": torch_forecaster(loaded.model)})
+    report["model"] = {"checkpoint": str(path), "config": loaded.model.config.to_dict(),
+                       "trained_on": (loaded.meta.get("data") or {}).get("source")}
+    report["data"] = data.info
+    return report
