@@ -24,6 +24,6 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from storecast.forecasting.workflow import synthetic_source, train_and_evaluate
 
     out = tmp_path_factory.mktemp("model") / "lstm_v1.pt"
-    config = TrainConfig(max_epochs=3, steps_per_epoch=5, batch_size=64, max_seconds=None)
+    config = TrainConfig(max_epochs=12, steps_per_epoch=10, batch_size=64, max_seconds=None)
     train_and_evaluate(synthetic_source(TINY_CHAIN), out, quick=True, train_config=config)
     return out

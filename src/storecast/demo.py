@@ -26,8 +26,11 @@ def run_demo(home: Path, console: Console) -> None:
     """Run the demo in ``home`` (created if needed), narrating on ``console``."""
     home.mkdir(parents=True, exist_ok=True)
     console.print(Rule("storecast demo"))
-    console.print(f"1. synthetic chain: {DEMO_CHAIN.stores} stores x {DEMO_CHAIN.days} days "
-                  f"of hourly sales, weather, promotions and holidays", highlight=False)
+    console.print(
+        f"1. synthetic chain: {DEMO_CHAIN.stores} stores x {DEMO_CHAIN.days} days "
+        f"of hourly sales, weather, promotions and holidays",
+        highlight=False,
+    )
     source = synthetic_source(DEMO_CHAIN)
     csv_path = home / "history.csv"
     rows = source.history.write_csv(csv_path)
@@ -35,14 +38,17 @@ def run_demo(home: Path, console: Console) -> None:
 
     console.print("2. training the quick LSTM (global model, quantile loss, early stopping)")
     checkpoint = home / "lstm_v1.pt"
-    with training_progress(console) as progress:
-        outcome = train_and_evaluate(source, checkpoint, quick=True,
-                                     on_step=progress.on_step, on_epoch=progress.on_epoch)
+    with training_progress(console, log_epochs=False) as progress:
+        outcome = train_and_evaluate(
+            source, checkpoint, quick=True, on_step=progress.on_step, on_epoch=progress.on_epoch
+        )
     if outcome.metrics is None:
         raise KeyboardInterrupt
-    console.print(f"   {checkpoint} ({outcome.result.stopped.replace('_', ' ')}, best epoch "
-                  f"{outcome.result.best_epoch}, {outcome.result.seconds:.0f}s)",
-                  highlight=False)
+    console.print(
+        f"   {checkpoint} ({outcome.result.stopped.replace('_', ' ')}, best epoch "
+        f"{outcome.result.best_epoch}, {outcome.result.seconds:.0f}s)",
+        highlight=False,
+    )
 
     console.print("3. exporting to ONNX for the edge, with a torch/onnxruntime parity check")
     onnx_path = export_onnx(outcome.result.model, home / "lstm_v1.onnx")

@@ -15,9 +15,17 @@ CHAIN = generate_chain(ChainConfig(stores=3, days=30, seed=9)).history
 
 
 def with_sales(h: StoreHistory, sales: np.ndarray) -> StoreHistory:
-    return StoreHistory(start=h.start, store_ids=h.store_ids, sales=sales, observed=h.observed,
-                        footfall=h.footfall, temperature_c=h.temperature_c,
-                        precip_mm=h.precip_mm, is_holiday=h.is_holiday, promo=h.promo)
+    return StoreHistory(
+        start=h.start,
+        store_ids=h.store_ids,
+        sales=sales,
+        observed=h.observed,
+        footfall=h.footfall,
+        temperature_c=h.temperature_c,
+        precip_mm=h.precip_mm,
+        is_holiday=h.is_holiday,
+        promo=h.promo,
+    )
 
 
 def test_shapes_follow_the_spec():
@@ -62,8 +70,8 @@ def test_inputs_read_exactly_the_lookback_before_the_origin():
 
 def test_scale_is_the_mean_of_regular_lookback_sales():
     w = WindowBuilder(CHAIN).build(np.array([2]), np.array([300]))
-    lookback = CHAIN.sales[2, 300 - 168:300]
-    regular = CHAIN.is_holiday[2, 300 - 168:300] == 0
+    lookback = CHAIN.sales[2, 300 - 168 : 300]
+    regular = CHAIN.is_holiday[2, 300 - 168 : 300] == 0
     assert w.scale[0] == pytest.approx(lookback[regular].mean())
 
 
@@ -72,9 +80,17 @@ def test_missing_hours_are_filled_from_last_week_and_flagged():
     observed = h.observed.copy()
     observed[0, 350] = False
     sales = np.where(observed, h.sales, np.nan)
-    gappy = StoreHistory(start=h.start, store_ids=h.store_ids, sales=sales, observed=observed,
-                         footfall=h.footfall, temperature_c=h.temperature_c,
-                         precip_mm=h.precip_mm, is_holiday=h.is_holiday, promo=h.promo)
+    gappy = StoreHistory(
+        start=h.start,
+        store_ids=h.store_ids,
+        sales=sales,
+        observed=observed,
+        footfall=h.footfall,
+        temperature_c=h.temperature_c,
+        precip_mm=h.precip_mm,
+        is_holiday=h.is_holiday,
+        promo=h.promo,
+    )
     w = WindowBuilder(gappy).build(np.array([0, 0]), np.array([400, 340]))
     pos = 350 - (400 - 168)
     assert w.past[0, pos, PAST_CHANNELS.index("observed")] == 0

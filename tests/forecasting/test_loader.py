@@ -37,8 +37,11 @@ def test_missing_column_names_the_file_and_the_column(tmp_path):
 
 def test_unparsable_timestamp_names_the_first_offending_lines(tmp_path):
     text = HEADER + hourly_rows() + "yesterday,A,3\n2025-13-01T00:00:00Z,A,4\n"
-    with pytest.raises(DataError, match=r"column 'ts': 2 unparsable timestamp\(s\): "
-                       r"line 7 \('yesterday'\), line 8"):
+    with pytest.raises(
+        DataError,
+        match=r"column 'ts': 2 unparsable timestamp\(s\): "
+        r"line 7 \('yesterday'\), line 8",
+    ):
         load_history(write(tmp_path, text))
 
 
@@ -56,8 +59,11 @@ def test_negative_sales_are_rejected(tmp_path):
 
 def test_non_numeric_sales_are_rejected(tmp_path):
     text = HEADER + "2025-03-01T00:00:00Z,A,3\n2025-03-01T01:00:00Z,A,many\n"
-    with pytest.raises(DataError, match=r"column 'sales_units': 1 non-numeric or empty "
-                       r"value\(s\): line 3 \('many'\)"):
+    with pytest.raises(
+        DataError,
+        match=r"column 'sales_units': 1 non-numeric or empty "
+        r"value\(s\): line 3 \('many'\)",
+    ):
         load_history(write(tmp_path, text))
 
 
@@ -110,7 +116,15 @@ def test_missing_hours_are_counted_masked_and_covariates_filled(tmp_path):
     assert h.filled_hours == 2
     assert h.observed[0].tolist() == [True, True, False, False, True, True, True]
     assert np.isnan(h.sales[0, 2]) and np.isnan(h.sales[0, 3])
-    assert h.temperature_c[0].tolist() == [10.0, 10.0, 10.0, 10.0, 12.0, 13.0, 14.0]  # carried forward
+    assert h.temperature_c[0].tolist() == [
+        10.0,
+        10.0,
+        10.0,
+        10.0,
+        12.0,
+        13.0,
+        14.0,
+    ]  # carried forward
     assert h.promo[0].tolist() == [1, 0, 0, 0, 0, 0, 0]  # unknown promo is no promo
 
 
@@ -121,12 +135,14 @@ def test_naive_timestamps_are_utc_and_offsets_are_converted(tmp_path):
 
 
 def test_parquet_is_supported(tmp_path):
-    df = pd.DataFrame({
-        "ts": pd.date_range("2025-03-01", periods=4, freq="h", tz="UTC"),
-        "store_id": ["A"] * 4,
-        "sales_units": [1, 2, 3, 4],
-        "footfall": [10, 20, 30, 40],
-    })
+    df = pd.DataFrame(
+        {
+            "ts": pd.date_range("2025-03-01", periods=4, freq="h", tz="UTC"),
+            "store_id": ["A"] * 4,
+            "sales_units": [1, 2, 3, 4],
+            "footfall": [10, 20, 30, 40],
+        }
+    )
     path = tmp_path / "h.parquet"
     df.to_parquet(path)
     h = load_history(path)
@@ -135,10 +151,18 @@ def test_parquet_is_supported(tmp_path):
 
 
 def test_parquet_errors_name_rows(tmp_path):
-    df = pd.DataFrame({"ts": ["2025-03-01T00:00:00Z", "2025-03-01T01:00:00Z"],
-                       "store_id": ["A", "A"], "sales_units": [1.0, -5.0]})
+    df = pd.DataFrame(
+        {
+            "ts": ["2025-03-01T00:00:00Z", "2025-03-01T01:00:00Z"],
+            "store_id": ["A", "A"],
+            "sales_units": [1.0, -5.0],
+        }
+    )
     path = tmp_path / "h.parquet"
     df.to_parquet(path)
-    with pytest.raises(DataError, match=r"h\.parquet: column 'sales_units': 1 negative "
-                       r"value\(s\): row 1"):
+    with pytest.raises(
+        DataError,
+        match=r"h\.parquet: column 'sales_units': 1 negative "
+        r"value\(s\): row 1",
+    ):
         load_history(path)

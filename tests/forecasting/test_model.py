@@ -23,8 +23,10 @@ def small_model(**overrides) -> DemandLSTM:
 
 def inputs(batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return (torch.randn(batch, 168, len(SPEC.past_channels), generator=g),
-            torch.randn(batch, 24, len(SPEC.future_channels), generator=g))
+    return (
+        torch.randn(batch, 168, len(SPEC.past_channels), generator=g),
+        torch.randn(batch, 24, len(SPEC.future_channels), generator=g),
+    )
 
 
 def test_default_architecture_is_two_layers_of_64():

@@ -108,8 +108,7 @@ def test_rain_lowers_demand():
 
     cal = calendar(h.hours)
     t_years = np.arange(h.n_hours) / (24 * 365.25)
-    dry = expected_sales(p, cal, t_years, h.promo[0], h.temperature_c[0],
-                         np.zeros(h.n_hours))
+    dry = expected_sales(p, cal, t_years, h.promo[0], h.temperature_c[0], np.zeros(h.n_hours))
     assert (dry[wet] > mean[0][wet]).all()
 
 
@@ -123,8 +122,10 @@ def test_csv_round_trip_through_the_loader(tmp_path):
     loaded = load_history(path)
     assert loaded.store_ids == chain.history.store_ids
     np.testing.assert_array_equal(loaded.observed, chain.history.observed)
-    np.testing.assert_array_equal(np.nan_to_num(loaded.sales, nan=-1),
-                                  np.nan_to_num(chain.history.sales, nan=-1))
+    np.testing.assert_array_equal(
+        np.nan_to_num(loaded.sales, nan=-1), np.nan_to_num(chain.history.sales, nan=-1)
+    )
     assert loaded.oracle is not None
-    np.testing.assert_array_equal(loaded.oracle.quantiles[loaded.observed],
-                                  chain.oracle.quantiles[chain.history.observed])
+    np.testing.assert_array_equal(
+        loaded.oracle.quantiles[loaded.observed], chain.oracle.quantiles[chain.history.observed]
+    )

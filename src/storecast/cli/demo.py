@@ -13,7 +13,8 @@ from storecast.cli._app import app, console
 @app.command("demo")
 def demo(
     home: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path(
-        ".storecast-demo"),
+        ".storecast-demo"
+    ),
 ) -> None:
     """Run the demo: train the quick model on a synthetic chain, export it, evaluate it."""
     from storecast.demo import run_demo

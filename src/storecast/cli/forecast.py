@@ -13,12 +13,15 @@ from storecast.common.errors import ConfigError
 if TYPE_CHECKING:
     from storecast.forecasting.workflow import DataSource
 
-DataOpt = Annotated[Path | None, typer.Option("--data", help="History file (.csv, .parquet) "
-                                              "in the store-hour schema.")]
+DataOpt = Annotated[
+    Path | None,
+    typer.Option("--data", help="History file (.csv, .parquet) in the store-hour schema."),
+]
 
 
-def _source(data: Path | None, stores: int | None, days: int | None,
-            seed: int | None) -> DataSource:
+def _source(
+    data: Path | None, stores: int | None, days: int | None, seed: int | None
+) -> DataSource:
     from storecast.forecasting.synthetic import ChainConfig
     from storecast.forecasting.workflow import file_source, synthetic_source
 
@@ -28,32 +31,43 @@ def _source(data: Path | None, stores: int | None, days: int | None,
         with console.status(f"loading {data}"):
             source = file_source(data)
         h = source.history
-        console.print(f"loaded {h.n_stores} stores x {h.n_hours:,} hours from {data}; "
-                      f"{h.filled_hours:,} missing store-hours filled (covariates) and masked "
-                      "(sales)", highlight=False)
+        console.print(
+            f"loaded {h.n_stores} stores x {h.n_hours:,} hours from {data}; "
+            f"{h.filled_hours:,} missing store-hours filled (covariates) and masked "
+            "(sales)",
+            highlight=False,
+        )
         return source
     defaults = ChainConfig()
-    config = ChainConfig(stores=stores or defaults.stores, days=days or defaults.days,
-                         seed=defaults.seed if seed is None else seed)
+    config = ChainConfig(
+        stores=stores or defaults.stores,
+        days=days or defaults.days,
+        seed=defaults.seed if seed is None else seed,
+    )
     with console.status("generating the synthetic chain"):
         source = synthetic_source(config)
-    console.print(f"synthetic chain: {config.stores} stores x {config.days} days "
-                  f"(seed {config.seed})", highlight=False)
+    console.print(
+        f"synthetic chain: {config.stores} stores x {config.days} days (seed {config.seed})",
+        highlight=False,
+    )
     return source
 
 
 @app.command("train")
 def train(
     out: Annotated[Path, typer.Option("--out", help="Checkpoint to write (.pt).")] = Path(
-        "lstm_v1.pt"),
+        "lstm_v1.pt"
+    ),
     data: DataOpt = None,
     stores: Annotated[int | None, typer.Option(min=1, help="Synthetic stores.")] = None,
     days: Annotated[int | None, typer.Option(min=60, help="Synthetic days.")] = None,
     seed: Annotated[int | None, typer.Option(help="Synthetic chain seed.")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="Small model and budget "
-                                        "(tests, demo).")] = False,
-    max_seconds: Annotated[float | None, typer.Option(min=1.0, help="Training time budget "
-                                                      "in seconds.")] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="Small model and budget (tests, demo).")
+    ] = False,
+    max_seconds: Annotated[
+        float | None, typer.Option(min=1.0, help="Training time budget in seconds.")
+    ] = None,
 ) -> None:
     """Train the demand LSTM; write the checkpoint and its hold-out metrics beside it."""
     from storecast._progress import training_progress
@@ -62,19 +76,32 @@ def train(
     from storecast.forecasting.workflow import train_and_evaluate
 
     source = _source(data, stores, days, seed)
-    config = with_overrides(TrainConfig.quick() if quick else TrainConfig(),
-                            max_seconds=max_seconds)
+    config = with_overrides(
+        TrainConfig.quick() if quick else TrainConfig(), max_seconds=max_seconds
+    )
     with training_progress(console) as progress:
-        outcome = train_and_evaluate(source, out, quick=quick, train_config=config,
-                                     on_step=progress.on_step, on_epoch=progress.on_epoch)
+        outcome = train_and_evaluate(
+            source,
+            out,
+            quick=quick,
+            train_config=config,
+            on_step=progress.on_step,
+            on_epoch=progress.on_epoch,
+        )
     result = outcome.result
     if outcome.metrics is None:
         if result.best_epoch:
-            console.print(f"interrupted: kept the best checkpoint so far (epoch "
-                          f"{result.best_epoch}) at {out}; not evaluated", highlight=False)
+            console.print(
+                f"interrupted: kept the best checkpoint so far (epoch "
+                f"{result.best_epoch}) at {out}; not evaluated",
+                highlight=False,
+            )
         raise fail("training interrupted", INTERRUPTED)
-    console.print(f"trained in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}, "
-                  f"best epoch {result.best_epoch}) -> {out}", highlight=False)
+    console.print(
+        f"trained in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}, "
+        f"best epoch {result.best_epoch}) -> {out}",
+        highlight=False,
+    )
     console.print(metrics_table(outcome.metrics, title="Hold-out backtest (never trained on)"))
     console.print(f"metrics: {outcome.metrics_file}", highlight=False)
 
@@ -101,8 +128,9 @@ def evaluate(
 @app.command("export")
 def export(
     model: Annotated[Path, typer.Argument(help="Checkpoint (.pt) to export.")],
-    out: Annotated[Path | None, typer.Option("--out", help="ONNX file (default: beside the "
-                                             "checkpoint).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="ONNX file (default: beside the checkpoint).")
+    ] = None,
 ) -> None:
     """Export a checkpoint to ONNX and check torch/onnxruntime parity (max abs diff <= 1e-4)."""
     from storecast.forecasting.checkpoint import load_checkpoint

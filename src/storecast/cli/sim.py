@@ -21,13 +21,15 @@ def history(
     days: Annotated[int, typer.Option(min=1, max=3650, help="Days of hourly history.")] = 730,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same data).")] = 7,
     start: Annotated[str, typer.Option(help="First day (UTC), YYYY-MM-DD.")] = "2024-01-01",
-    missing_rate: Annotated[float, typer.Option(min=0.0, max=0.5,
-                                                help="Share of store-hours to drop.")] = 0.0,
+    missing_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Share of store-hours to drop.")
+    ] = 0.0,
 ) -> None:
     """Write a synthetic chain's hourly history as CSV (store-hour schema plus oracle columns)."""
     try:
-        config = ChainConfig(stores=stores, days=days, seed=seed, start=start,
-                             missing_rate=missing_rate)
+        config = ChainConfig(
+            stores=stores, days=days, seed=seed, start=start, missing_rate=missing_rate
+        )
         chain = generate_chain(config)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc

@@ -33,8 +33,9 @@ def backtest_origins(
     first = n_hours - weeks * 168
     if first < lookback:
         need = (lookback + weeks * 168) // 24
-        raise DataError(f"a {weeks}-week backtest needs at least {need} days of history; "
-                        f"got {n_hours // 24}")
+        raise DataError(
+            f"a {weeks}-week backtest needs at least {need} days of history; got {n_hours // 24}"
+        )
     origins = np.arange(first, n_hours - horizon + 1, step)
     if origins.size < 3:
         raise DataError("a rolling-origin backtest needs at least 3 origins")
@@ -86,8 +87,10 @@ def score(
         "wape": metrics.wape(y, median),
         "bias": metrics.bias(y, median),
         "mase": metrics.mase(y, median, naive_mae),
-        "pinball": {f"q{round(t * 100)}": metrics.pinball(y, q[..., i], t)
-                    for i, t in enumerate(schema.QUANTILES)},
+        "pinball": {
+            f"q{round(t * 100)}": metrics.pinball(y, q[..., i], t)
+            for i, t in enumerate(schema.QUANTILES)
+        },
         "coverage_80": None,
         "coverage_80_all_hours": None,
     }
@@ -121,8 +124,12 @@ def run_backtest(
     windows = builder.build(stores, origin_grid, rng=np.random.default_rng(seed))
 
     first = int(origins.min())
-    per_store = np.array([metrics.seasonal_naive_mae(history.sales[s, :first], schema.SEASON)
-                          for s in range(history.n_stores)])
+    per_store = np.array(
+        [
+            metrics.seasonal_naive_mae(history.sales[s, :first], schema.SEASON)
+            for s in range(history.n_stores)
+        ]
+    )
     naive_mae = per_store[stores]
     trading = trading_mask(history, windows)
 
@@ -133,11 +140,11 @@ def run_backtest(
     scores: dict[str, dict[str, Any] | None] = {}
     for name, forecaster in methods.items():
         q = forecaster(windows)
-        scores[name] = score(windows.target, q, naive_mae, trading,
-                             point_only=name in point_only)
+        scores[name] = score(windows.target, q, naive_mae, trading, point_only=name in point_only)
     scores["oracle"] = (
         score(windows.target, oracle(windows), naive_mae, trading, point_only=False)
-        if oracle else None
+        if oracle
+        else None
     )
 
     report: dict[str, Any] = {}

@@ -33,8 +33,13 @@ def calendar(hours: np.ndarray) -> dict[str, np.ndarray]:
         holiday[(month == m) & (mday == d)] = 1.0
     # Black Friday: the Friday after the fourth Thursday of November (day 23..29).
     black_friday = (month == 11) & (dow == 4) & (mday >= 23) & (mday <= 29)
-    return {"hour": hour, "dow": dow, "doy": doy, "holiday": holiday,
-            "black_friday": black_friday.astype(float)}
+    return {
+        "hour": hour,
+        "dow": dow,
+        "doy": doy,
+        "holiday": holiday,
+        "black_friday": black_friday.astype(float),
+    }
 
 
 def cyclical(values: np.ndarray, period: float) -> tuple[np.ndarray, np.ndarray]:

@@ -91,14 +91,18 @@ def load_checkpoint(path: Path) -> LoadedModel:
     return LoadedModel(model=model, spec=spec, meta=dict(ckpt.get("meta", {})))
 
 
-def predict_scaled(model: DemandLSTM, past: np.ndarray, future: np.ndarray,
-                   batch: int = 2048) -> np.ndarray:
+def predict_scaled(
+    model: DemandLSTM, past: np.ndarray, future: np.ndarray, batch: int = 2048
+) -> np.ndarray:
     """Scaled quantiles (N, H, 3) from numpy inputs, under ``torch.inference_mode``."""
     out = []
     with torch.inference_mode():
         for i in range(0, past.shape[0], batch):
-            out.append(model(torch.from_numpy(past[i:i + batch]),
-                             torch.from_numpy(future[i:i + batch])).numpy())
+            out.append(
+                model(
+                    torch.from_numpy(past[i : i + batch]), torch.from_numpy(future[i : i + batch])
+                ).numpy()
+            )
     if not out:
         return np.zeros((0, model.config.horizon, 3), dtype=np.float32)
     return np.concatenate(out)

@@ -8,6 +8,7 @@ import logging
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,20 @@ def example_inputs(model: DemandLSTM, batch: int, seed: int = 0) -> tuple[np.nda
     return past, future
 
 
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's progress lines (stdout) and optional-package notices."""
+    torch_onnx_log = logging.getLogger("torch.onnx")
+    level = torch_onnx_log.level
+    torch_onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        torch_onnx_log.setLevel(level)
+
+
 def export_onnx(model: DemandLSTM, path: Path) -> Path:
     """Write ``model`` as a single-file ONNX graph with a dynamic batch dimension."""
     model.eval()
@@ -40,10 +55,7 @@ def export_onnx(model: DemandLSTM, path: Path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        # The dynamo exporter reports progress on stdout and warns about optional
-        # packages (torchvision); neither belongs in our output.
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with _quiet_exporter():
             program = torch.onnx.export(
                 model,
                 (past, future),

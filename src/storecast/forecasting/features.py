@@ -8,9 +8,9 @@ A forecast made at *origin* ``t`` (the first hour to forecast) reads the ``lookb
 plan, holidays and the weather forecast. Sales at or after ``t`` never reach the inputs.
 
 Scaling is per window: sales and footfall are divided by their mean over the window's
-lookback (sales: observed hours that are not holidays; at least ``min_scale``), so a store never seen in training is
-forecast from its own recent level (cold start). ``decode`` turns scaled quantiles back into
-units.
+lookback (sales: observed hours that are not holidays; at least ``min_scale``), so a store
+never seen in training is forecast from its own recent level (cold start). ``decode`` turns
+scaled quantiles back into units.
 
 Missing hours (``observed`` False): their sales enter the inputs filled with the same hour
 one week (else one day) earlier, and the ``observed`` channel tells the model which hours
@@ -62,7 +62,9 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
         known = {f for f in cls.__dataclass_fields__}
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        kwargs: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known
+        }
         spec = cls(**kwargs)
         if spec.version != cls.version:
             raise ValueError(f"feature spec version {spec.version} is not supported")
@@ -83,7 +85,7 @@ class Windows:
     @property
     def mask(self) -> np.ndarray:
         """(N, horizon) True where the target is known."""
-        return ~np.isnan(self.target)
+        return np.asarray(~np.isnan(self.target))
 
     def __len__(self) -> int:
         return int(self.past.shape[0])
@@ -126,6 +128,7 @@ class WindowBuilder:
         Holidays are left out so a closure does not drag the level down; with no regular
         hour the observed ones count, and with none of those the level is 0.
         """
+
         def mean(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             n = weights.sum(axis=-1)
             total = (values * weights).sum(axis=-1)
@@ -163,8 +166,10 @@ class WindowBuilder:
         fut_idx = origins[:, None] + np.arange(hz)[None, :]
 
         obs_past = self._obs[s, past_idx]
-        scale = np.maximum(self._level(self._sales[s, past_idx], self._regular[s, past_idx],
-                                       obs_past), spec.min_scale)
+        scale = np.maximum(
+            self._level(self._sales[s, past_idx], self._regular[s, past_idx], obs_past),
+            spec.min_scale,
+        )
         ff_past = self._footfall[s, past_idx]
         ff_scale = np.maximum(ff_past.mean(axis=1), spec.min_scale)
 
@@ -183,8 +188,9 @@ class WindowBuilder:
         precip_fc = np.maximum(h.precip_mm[s, fut_idx], 0.0)
         if rng is not None:
             temp_fc = temp_fc + rng.normal(0.0, spec.temp_forecast_sd, temp_fc.shape)
-            precip_fc = precip_fc * np.exp(rng.normal(0.0, spec.precip_forecast_log_sd,
-                                                      precip_fc.shape))
+            precip_fc = precip_fc * np.exp(
+                rng.normal(0.0, spec.precip_forecast_log_sd, precip_fc.shape)
+            )
         lag168, lag24 = fut_idx - 168, fut_idx - 24
         future = np.empty((n, hz, len(spec.future_channels)), dtype=np.float32)
         future[..., 0], future[..., 1] = self._hour[0][fut_idx], self._hour[1][fut_idx]
@@ -203,15 +209,20 @@ class WindowBuilder:
         # Same hour of day over the last 7 days: a less noisy profile than one lag.
         days_back = fut_idx[..., None] - 24 * np.arange(1, 8)[None, None, :]
         s3 = s[..., None]
-        future[..., 16] = self._level(self._sales[s3, days_back], self._regular[s3, days_back],
-                                      self._obs[s3, days_back]) / scale[:, None]
+        future[..., 16] = (
+            self._level(
+                self._sales[s3, days_back], self._regular[s3, days_back], self._obs[s3, days_back]
+            )
+            / scale[:, None]
+        )
         future[..., 17] = np.arange(hz)[None, :] / max(hz - 1, 1)
 
         target = np.where(h.observed[s, fut_idx], h.sales[s, fut_idx], np.nan)
-        return Windows(past=past, future=future, scale=scale, target=target,
-                       stores=stores, origins=origins)
+        return Windows(
+            past=past, future=future, scale=scale, target=target, stores=stores, origins=origins
+        )
 
 
 def decode(scaled_quantiles: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Scaled model output (N, horizon, Q) to sales units: times the scale, never negative."""
-    return np.maximum(scaled_quantiles.astype(np.float64), 0.0) * scale[:, None, None]
+    return np.asarray(np.maximum(scaled_quantiles.astype(np.float64), 0.0) * scale[:, None, None])

@@ -48,8 +48,15 @@ class StoreHistory:
 
     def __post_init__(self) -> None:
         shape = (len(self.store_ids), self.sales.shape[1] if self.sales.ndim == 2 else -1)
-        for name in ("sales", "observed", "footfall", "temperature_c", "precip_mm",
-                     "is_holiday", "promo"):
+        for name in (
+            "sales",
+            "observed",
+            "footfall",
+            "temperature_c",
+            "precip_mm",
+            "is_holiday",
+            "promo",
+        ):
             arr = getattr(self, name)
             if arr.shape != shape:
                 raise ValueError(f"{name} has shape {arr.shape}, expected {shape}")
@@ -107,7 +114,10 @@ class StoreHistory:
                     q = self.oracle.quantiles[s, t]
                     row["oracle_mean"] = round(float(self.oracle.mean[s, t]), 4)
                     row["oracle_q10"], row["oracle_q50"], row["oracle_q90"] = (
-                        int(q[0]), int(q[1]), int(q[2]))
+                        int(q[0]),
+                        int(q[1]),
+                        int(q[2]),
+                    )
                 yield row
 
     def write_csv(self, path: Path) -> int:

@@ -82,17 +82,26 @@ def load_history(path: Path) -> StoreHistory:
     df = _read(path)
     missing = [c for c in schema.REQUIRED_COLUMNS if c not in df.columns]
     if missing:
-        raise DataError(f"{path}: missing required column(s) {', '.join(map(repr, missing))}; "
-                        f"found {', '.join(map(repr, map(str, df.columns)))}")
+        raise DataError(
+            f"{path}: missing required column(s) {', '.join(map(repr, missing))}; "
+            f"found {', '.join(map(repr, map(str, df.columns)))}"
+        )
 
-    ts = pd.to_datetime(df[schema.TS].astype(str).str.strip(), utc=True, errors="coerce",
-                        format="ISO8601")
+    ts = pd.to_datetime(
+        df[schema.TS].astype(str).str.strip(), utc=True, errors="coerce", format="ISO8601"
+    )
     if ts.isna().any():
         raise _where(path, df, ts.isna(), schema.TS, "unparsable timestamp(s)")
     off_hour = ts != ts.dt.floor("h")
     if off_hour.any():
-        raise _where(path, df, off_hour, schema.TS, "timestamp(s) not on the hour",
-                     "data must be hourly: one row per store and UTC hour start")
+        raise _where(
+            path,
+            df,
+            off_hour,
+            schema.TS,
+            "timestamp(s) not on the hour",
+            "data must be hourly: one row per store and UTC hour start",
+        )
 
     store = df[schema.STORE_ID].astype(str).str.strip()
     empty = df[schema.STORE_ID].isna() | (store == "")
@@ -101,8 +110,14 @@ def load_history(path: Path) -> StoreHistory:
 
     sales = _numeric(df, schema.SALES)
     if sales.isna().any():
-        raise _where(path, df, sales.isna(), schema.SALES, "non-numeric or empty value(s)",
-                     "leave out the row to mark an hour as missing")
+        raise _where(
+            path,
+            df,
+            sales.isna(),
+            schema.SALES,
+            "non-numeric or empty value(s)",
+            "leave out the row to mark an hour as missing",
+        )
     if (sales < 0).any():
         raise _where(path, df, sales < 0, schema.SALES, "negative value(s)")
 
@@ -124,8 +139,14 @@ def load_history(path: Path) -> StoreHistory:
         if column in (schema.FOOTFALL, schema.PRECIP) and (values < 0).any():
             raise _where(path, df, values < 0, column, "negative value(s)")
         covariates[column] = values
-    return _grid(path, store.to_numpy(), hours, sales.to_numpy(dtype=float), covariates,
-                 list(map(str, df.columns)))
+    return _grid(
+        path,
+        store.to_numpy(),
+        hours,
+        sales.to_numpy(dtype=float),
+        covariates,
+        list(map(str, df.columns)),
+    )
 
 
 def _check_hourly(path: Path, stores: np.ndarray, hours: np.ndarray) -> None:
@@ -134,8 +155,10 @@ def _check_hourly(path: Path, stores: np.ndarray, hours: np.ndarray) -> None:
     same = s[1:] == s[:-1]
     gaps = np.diff(h)[same]
     if gaps.size and np.median(gaps) > 1:
-        raise DataError(f"{path}: column 'ts': rows are {int(np.median(gaps))} hours apart "
-                        "(median per store); storecast needs hourly data")
+        raise DataError(
+            f"{path}: column 'ts': rows are {int(np.median(gaps))} hours apart "
+            "(median per store); storecast needs hourly data"
+        )
 
 
 def _grid(
@@ -170,22 +193,21 @@ def _grid(
         if column not in covariates:
             return np.full(shape, default)
         frame = pd.DataFrame(cells(covariates[column].to_numpy(dtype=float)).T)
-        return np.nan_to_num(frame.ffill().bfill().to_numpy().T, nan=default)
+        return np.asarray(np.nan_to_num(frame.ffill().bfill().to_numpy().T, nan=default))
 
     def zero_filled(column: str) -> np.ndarray:
         if column not in covariates:
             return np.zeros(shape)
-        return np.nan_to_num(cells(covariates[column].to_numpy(dtype=float)), nan=0.0)
+        return np.asarray(np.nan_to_num(cells(covariates[column].to_numpy(dtype=float)), nan=0.0))
 
     oracle = None
     if all(c in covariates for c in schema.ORACLE_COLUMNS):
-        q = np.stack([cells(covariates[c].to_numpy(dtype=float))
-                      for c in schema.ORACLE_COLUMNS[1:]], axis=-1)
-        oracle = Oracle(mean=cells(covariates["oracle_mean"].to_numpy(dtype=float)),
-                        quantiles=q)
+        q = np.stack(
+            [cells(covariates[c].to_numpy(dtype=float)) for c in schema.ORACLE_COLUMNS[1:]], axis=-1
+        )
+        oracle = Oracle(mean=cells(covariates["oracle_mean"].to_numpy(dtype=float)), quantiles=q)
     if filled:
-        log.info("%s: %d missing store-hours filled (covariates) and masked (sales)",
-                 path, filled)
+        log.info("%s: %d missing store-hours filled (covariates) and masked (sales)", path, filled)
     return StoreHistory(
         start=start,
         store_ids=store_ids,

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _valid(y: np.ndarray, *forecasts: np.ndarray) -> np.ndarray:
-    mask = np.isfinite(y)
+    mask: np.ndarray = np.isfinite(y)
     for f in forecasts:
         mask &= np.isfinite(f)
     return mask

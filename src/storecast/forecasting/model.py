@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 from storecast.forecasting.features import FeatureSpec
 
@@ -42,9 +42,13 @@ class ModelConfig:
 
     @classmethod
     def for_features(cls, spec: FeatureSpec, **overrides: Any) -> ModelConfig:
-        return cls(past_features=len(spec.past_channels),
-                   future_features=len(spec.future_channels),
-                   lookback=spec.lookback, horizon=spec.horizon, **overrides)
+        return cls(
+            past_features=len(spec.past_channels),
+            future_features=len(spec.future_channels),
+            lookback=spec.lookback,
+            horizon=spec.horizon,
+            **overrides,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,8 +59,13 @@ class QuantileHead(nn.Module):
 
     def __init__(self, in_features: int, hidden: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(),
-                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, 3))
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, 3),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raw = self.net(x)  # (B, H, 3)

@@ -23,9 +23,11 @@ def _fmt(value: float | None, pct: bool = False) -> str:
 def metrics_table(report: dict[str, Any], title: str = "Backtest") -> Table:
     """One row per method: WAPE, bias, MASE, pinball at q50, 80% coverage."""
     bt = report.get("backtest", {})
-    caption = (f"{bt.get('origins')} origins, {bt.get('first_origin')} .. "
-               f"{bt.get('last_origin')}, {bt.get('stores')} stores, "
-               f"{bt.get('forecast_hours_scored')} store-hours scored")
+    caption = (
+        f"{bt.get('origins')} origins, {bt.get('first_origin')} .. "
+        f"{bt.get('last_origin')}, {bt.get('stores')} stores, "
+        f"{bt.get('forecast_hours_scored')} store-hours scored"
+    )
     table = Table(title=title, caption=caption)
     for col in ("method", "WAPE", "bias", "MASE", "pinball q50", "80% coverage"):
         table.add_column(col, justify="left" if col == "method" else "right")

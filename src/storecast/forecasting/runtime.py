@@ -28,8 +28,9 @@ class OnnxModel:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"{path}: not a loadable ONNX model ({exc})") from exc
         names = {i.name for i in self.session.get_inputs()}
@@ -39,8 +40,13 @@ class OnnxModel:
 
     def predict_scaled(self, past: np.ndarray, future: np.ndarray) -> np.ndarray:
         """Scaled quantiles (N, H, 3) for float32 inputs (N, L, Fp) and (N, H, Ff)."""
-        out = self.session.run([OUTPUT], {INPUT_PAST: past.astype(np.float32, copy=False),
-                                          INPUT_FUTURE: future.astype(np.float32, copy=False)})
+        out = self.session.run(
+            [OUTPUT],
+            {
+                INPUT_PAST: past.astype(np.float32, copy=False),
+                INPUT_FUTURE: future.astype(np.float32, copy=False),
+            },
+        )
         return np.asarray(out[0])
 
     def forecast(self, windows: Windows) -> np.ndarray:

@@ -111,17 +111,19 @@ def _region_weather(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hourly temperature (season, diurnal cycle, AR(1) noise) and rain events for a region."""
     rng = np.random.default_rng([seed, 2, REGIONS.index(region)])
-    n = hours.shape[0]
+    n = int(hours.shape[0])
     seasonal = _REGION_MEAN_TEMP[region] + 9.0 * np.cos(2 * np.pi * (cal["doy"] - 200) / 365.25)
     diurnal = 4.0 * np.cos(2 * np.pi * (cal["hour"] - 15) / 24)
-    shocks = rng.normal(0.0, 0.6, n)
+    shocks = np.asarray(rng.normal(0.0, 0.6, size=n))
     noise = np.empty(n)
     level = rng.normal(0.0, 2.4)
     for i in range(n):
         level = 0.97 * level + shocks[i]
         noise[i] = level
-    p_start = _REGION_RAIN_START[region] * (1.0 + 0.5 * np.cos(2 * np.pi * cal["doy"] / 365.25))
-    u = rng.random(n)
+    p_start = np.asarray(
+        _REGION_RAIN_START[region] * (1.0 + 0.5 * np.cos(2 * np.pi * cal["doy"] / 365.25))
+    )
+    u = np.asarray(rng.random(size=n))
     raining = np.zeros(n, dtype=bool)
     state = False
     for i in range(n):
@@ -166,8 +168,9 @@ def expected_sales(
     close_h = np.where(sunday, p.close_hour - 2, p.close_hour)
     is_open = (hour >= open_h) & (hour < close_h) & (cal["holiday"] == 0)
     yearly = 1.0 + p.season_amplitude * np.cos(2 * np.pi * (cal["doy"] - 350) / 365.25)
-    comfort = np.clip(1.0 - p.heat_sensitivity * np.maximum(0.0, np.abs(temperature - 18) - 6),
-                      0.7, 1.0)
+    comfort = np.clip(
+        1.0 - p.heat_sensitivity * np.maximum(0.0, np.abs(temperature - 18) - 6), 0.7, 1.0
+    )
     rain = np.exp(-p.rain_sensitivity * np.minimum(precip, 8.0))
     lift = np.where(promo > 0, p.promo_lift, 1.0)
     mean = (
@@ -208,7 +211,7 @@ def negbin_quantiles(mean: np.ndarray, k: float, qs: tuple[float, ...]) -> np.nd
         ratio = (n - 1 + k) / n * (flat[active] / (k + flat[active]))
         pmf[active] *= ratio
         cdf[active] += pmf[active]
-    return out.reshape(mean.shape + (len(qs),))
+    return out.reshape((*mean.shape, len(qs)))
 
 
 def draw_counts(mean: np.ndarray, k: float, rng: np.random.Generator) -> np.ndarray:
@@ -233,13 +236,15 @@ def generate_chain(config: ChainConfig | None = None) -> SyntheticChain:
     for i, p in enumerate(profiles):
         temp[i], precip[i] = weather[p.region]
         # Every store joins the chain's Black Friday promotion.
-        promo[i] = np.maximum(np.repeat(_promotions(cfg.seed, i, cfg.days), 24),
-                              cal["black_friday"])
+        promo[i] = np.maximum(
+            np.repeat(_promotions(cfg.seed, i, cfg.days), 24), cal["black_friday"]
+        )
         mean[i] = expected_sales(p, cal, t_years, promo[i], temp[i], precip[i])
         rng = np.random.default_rng([cfg.seed, 4, i])
         sales[i] = draw_counts(mean[i], cfg.dispersion, rng)
-        footfall[i] = draw_counts(mean[i] / p.conversion * np.where(promo[i] > 0, 0.85, 1.0),
-                                  40.0, rng)
+        footfall[i] = draw_counts(
+            mean[i] / p.conversion * np.where(promo[i] > 0, 0.85, 1.0), 40.0, rng
+        )
         if cfg.missing_rate > 0:
             observed[i] = rng.random(hours.size) >= cfg.missing_rate
     oracle = Oracle(mean=mean, quantiles=negbin_quantiles(mean, cfg.dispersion, schema.QUANTILES))

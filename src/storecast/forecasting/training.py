@@ -46,8 +46,7 @@ class TrainConfig:
     @classmethod
     def quick(cls) -> TrainConfig:
         """A small budget for tests and the demo."""
-        return cls(max_epochs=15, steps_per_epoch=20, batch_size=128, patience=4,
-                   max_seconds=40.0)
+        return cls(max_epochs=40, steps_per_epoch=20, batch_size=128, patience=5, max_seconds=40.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,16 +89,19 @@ class Split:
         lo, hi = spec.lookback, val_start - spec.horizon + 1
         if hi - lo < 24 * 7:
             need = (spec.lookback + 24 * 7 + spec.horizon) // 24 + cfg.val_days + cfg.test_days
-            raise DataError(f"training needs at least {need} days of history; "
-                            f"got {n_hours // 24}")
+            raise DataError(f"training needs at least {need} days of history; got {n_hours // 24}")
         val = np.arange(val_start, test_start - spec.horizon + 1, cfg.val_origin_step)
         return cls(train_origins=(lo, hi), val_origins=val, test_start=test_start)
 
 
 def _tensors(w: Windows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     scaled = np.nan_to_num(w.target / w.scale[:, None]).astype(np.float32)
-    return (torch.from_numpy(w.past), torch.from_numpy(w.future), torch.from_numpy(scaled),
-            torch.from_numpy(w.mask))
+    return (
+        torch.from_numpy(w.past),
+        torch.from_numpy(w.future),
+        torch.from_numpy(scaled),
+        torch.from_numpy(w.mask),
+    )
 
 
 class Trainer:
@@ -135,16 +137,19 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         rng = np.random.default_rng(cfg.seed)
         builder = WindowBuilder(self.history, self.spec)
-        val = _tensors(builder.build(
-            np.repeat(np.arange(self.history.n_stores), self.split.val_origins.size),
-            np.tile(self.split.val_origins, self.history.n_stores),
-            rng=np.random.default_rng(cfg.seed + 1),
-        ))
+        val = _tensors(
+            builder.build(
+                np.repeat(np.arange(self.history.n_stores), self.split.val_origins.size),
+                np.tile(self.split.val_origins, self.history.n_stores),
+                rng=np.random.default_rng(cfg.seed + 1),
+            )
+        )
         model = DemandLSTM(self.model_config)
         quantiles = torch.tensor(self.spec.quantiles, dtype=torch.float32)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            opt, T_max=cfg.max_epochs * cfg.steps_per_epoch, eta_min=cfg.lr * 0.1)
+            opt, T_max=cfg.max_epochs * cfg.steps_per_epoch, eta_min=cfg.lr * 0.1
+        )
         best_state = {k: v.clone() for k, v in model.state_dict().items()}
         result = TrainResult(model=model, best_epoch=0, best_val_loss=float("inf"))
         started = time.monotonic()
@@ -169,8 +174,9 @@ class Trainer:
                         self.on_step((epoch - 1) * cfg.steps_per_epoch + step + 1, total)
                 val_loss = self._validate(model, val, quantiles)
                 improved = val_loss < result.best_val_loss
-                stats = EpochStats(epoch, float(np.mean(losses)), val_loss, improved,
-                                   time.monotonic() - started)
+                stats = EpochStats(
+                    epoch, float(np.mean(losses)), val_loss, improved, time.monotonic() - started
+                )
                 result.epochs.append(stats)
                 if improved:
                     result.best_epoch, result.best_val_loss = epoch, val_loss
@@ -187,8 +193,9 @@ class Trainer:
                     break
         except KeyboardInterrupt:
             result.stopped = "interrupted"
-            log.warning("training interrupted; keeping the best weights (epoch %d)",
-                        result.best_epoch)
+            log.warning(
+                "training interrupted; keeping the best weights (epoch %d)", result.best_epoch
+            )
         model.load_state_dict(best_state)
         model.eval()
         result.seconds = time.monotonic() - started
@@ -207,8 +214,9 @@ class Trainer:
             for i in range(0, past.shape[0], 2048):
                 sl = slice(i, i + 2048)
                 m = mask[sl]
-                total += float(pinball_loss(model(past[sl], future[sl]), target[sl], m,
-                                            quantiles)) * float(m.sum())
+                total += float(
+                    pinball_loss(model(past[sl], future[sl]), target[sl], m, quantiles)
+                ) * float(m.sum())
                 weight += float(m.sum())
         return total / max(weight, 1.0)
 

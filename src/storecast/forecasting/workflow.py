@@ -31,8 +31,8 @@ from storecast.forecasting.model import DemandLSTM, ModelConfig
 from storecast.forecasting.synthetic import ChainConfig, generate_chain
 from storecast.forecasting.training import (
     EpochStats,
-    Trainer,
     TrainConfig,
+    Trainer,
     TrainResult,
     quick_model_config,
 )
@@ -49,13 +49,20 @@ class DataSource:
 def synthetic_source(config: ChainConfig) -> DataSource:
     """The synthetic chain of ``config``, with its lineage."""
     history = generate_chain(config).history
-    return DataSource(history, {
-        "source": history.source,
-        "sha256": history_digest(history),
-        "synthetic": {"stores": config.stores, "days": config.days, "seed": config.seed,
-                      "start": config.start},
-        **_shape_info(history),
-    })
+    return DataSource(
+        history,
+        {
+            "source": history.source,
+            "sha256": history_digest(history),
+            "synthetic": {
+                "stores": config.stores,
+                "days": config.days,
+                "seed": config.seed,
+                "start": config.start,
+            },
+            **_shape_info(history),
+        },
+    )
 
 
 def file_source(path: Path) -> DataSource:
@@ -63,12 +70,15 @@ def file_source(path: Path) -> DataSource:
     from storecast.forecasting.loader import load_history
 
     history = load_history(path)
-    return DataSource(history, {
-        "source": str(path),
-        "sha256": file_digest(path),
-        "synthetic": None,
-        **_shape_info(history),
-    })
+    return DataSource(
+        history,
+        {
+            "source": str(path),
+            "sha256": file_digest(path),
+            "synthetic": None,
+            **_shape_info(history),
+        },
+    )
 
 
 def _shape_info(h: StoreHistory) -> dict[str, Any]:
@@ -94,8 +104,15 @@ def history_digest(h: StoreHistory) -> str:
     digest = hashlib.sha256()
     digest.update("\n".join(h.store_ids).encode())
     digest.update(str(h.start).encode())
-    for arr in (h.sales, h.observed, h.footfall, h.temperature_c, h.precip_mm, h.is_holiday,
-                h.promo):
+    for arr in (
+        h.sales,
+        h.observed,
+        h.footfall,
+        h.temperature_c,
+        h.precip_mm,
+        h.is_holiday,
+        h.promo,
+    ):
         digest.update(np.ascontiguousarray(arr).tobytes())
     return digest.hexdigest()
 
@@ -161,8 +178,9 @@ def train_and_evaluate(
     def save(model: DemandLSTM, stats: EpochStats) -> None:
         save_checkpoint(out, make_checkpoint(model, spec, meta(stats)))
 
-    trainer = Trainer(data.history, mcfg, tcfg, spec, on_step=on_step, on_epoch=on_epoch,
-                      on_best=save)
+    trainer = Trainer(
+        data.history, mcfg, tcfg, spec, on_step=on_step, on_epoch=on_epoch, on_best=save
+    )
     result = trainer.fit()
     if result.stopped == "interrupted" or not result.epochs:
         return TrainOutcome(result, out, None, None)
@@ -178,9 +196,13 @@ def train_and_evaluate(
         origins=backtest_origins(data.history.n_hours, weeks=tcfg.test_days // 7),
         seed=tcfg.seed,
     )
-    report["model"] = {"checkpoint": out.name, "config": mcfg.to_dict(),
-                       "best_epoch": result.best_epoch, "stopped": result.stopped,
-                       "train_seconds": round(result.seconds, 1)}
+    report["model"] = {
+        "checkpoint": out.name,
+        "config": mcfg.to_dict(),
+        "best_epoch": result.best_epoch,
+        "stopped": result.stopped,
+        "train_seconds": round(result.seconds, 1),
+    }
     report["data"] = data.info
     mpath = metrics_path(out)
     write_json(mpath, report)
@@ -197,7 +219,10 @@ def evaluate_checkpoint(path: Path, data: DataSource | None = None) -> dict[str,
         synth = (loaded.meta.get("data") or {}).get("synthetic")
         data = synthetic_source(ChainConfig(**synth) if synth else ChainConfig())
     report = run_backtest(data.history, {"lstm": torch_forecaster(loaded.model)})
-    report["model"] = {"checkpoint": str(path), "config": loaded.model.config.to_dict(),
-                       "trained_on": (loaded.meta.get("data") or {}).get("source")}
+    report["model"] = {
+        "checkpoint": str(path),
+        "config": loaded.model.config.to_dict(),
+        "trained_on": (loaded.meta.get("data") or {}).get("source"),
+    }
     report["data"] = data.info
     return report

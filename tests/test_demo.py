@@ -1,0 +1,21 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_trains_exports_and_evaluates(tmp_path):
+    home = tmp_path / "demo"
+    run = subprocess.run(
+        [sys.executable, "-m", "storecast", "demo", "--home", str(home)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "demo complete" in run.stdout
+    metrics = json.loads((home / "lstm_v1.metrics.json").read_text())
+    assert metrics["wape"]["lstm"] < metrics["wape"]["snaive_168"]
+    assert (home / "lstm_v1.onnx").exists() and (home / "history.csv").exists()

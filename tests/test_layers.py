@@ -1,0 +1,42 @@
+"""Layering rules a reader of DESIGN.md relies on."""
+
+import subprocess
+import sys
+
+import storecast.forecasting
+
+
+def imported_modules(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys\nprint(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return set(out.stdout.split())
+
+
+def test_feature_code_and_onnx_runtime_never_import_torch():
+    # An edge device builds inputs with the training feature code and runs ONNX Runtime;
+    # neither may pull in torch.
+    mods = imported_modules(
+        "import storecast.forecasting, storecast.forecasting.runtime, storecast.cli"
+    )
+    assert "torch" not in mods
+    assert "pandas" not in mods
+
+
+def test_forecasting_exports():
+    assert set(storecast.forecasting.__all__) == {
+        "ChainConfig",
+        "FeatureSpec",
+        "Oracle",
+        "StoreHistory",
+        "SyntheticChain",
+        "WindowBuilder",
+        "Windows",
+        "backtest_origins",
+        "decode",
+        "generate_chain",
+        "run_backtest",
+    }
