@@ -119,3 +119,40 @@ def test_evaluating_a_file_that_is_not_a_checkpoint_exits_2(tmp_path):
     assert run.returncode == 2 and "not a loadable checkpoint" in run.stderr
     run = storecast_cli("export", tmp_path / "absent.pt")
     assert run.returncode == 2 and "no such checkpoint" in run.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_training_cleanly_and_keeps_the_best_checkpoint(tmp_path):
+    import signal
+    import time
+
+    model = tmp_path / "m.pt"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "storecast",
+            "train",
+            "--stores",
+            "3",
+            "--days",
+            "90",
+            "--out",
+            str(model),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not model.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # polling for the first checkpoint, with a deadline
+    assert model.exists(), "no checkpoint was written before the deadline"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "kept the best checkpoint so far" in out
+    from storecast.forecasting.checkpoint import load_checkpoint
+
+    assert load_checkpoint(model).meta["best_epoch"] >= 1
+    assert not (tmp_path / "m.metrics.json").exists()

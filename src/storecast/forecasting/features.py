@@ -29,14 +29,43 @@ from storecast.forecasting.calendar import cyclical, time_parts
 from storecast.forecasting.history import StoreHistory
 
 PAST_CHANNELS = (
-    "sales", "observed", "footfall", "temperature", "precip", "promo", "holiday",
-    "hour_sin", "hour_cos", "dow_sin", "dow_cos",
-)  # fmt: skip
+    "sales",
+    "observed",
+    "footfall",
+    "temperature",
+    "precip",
+    "promo",
+    "holiday",
+    "hour_sin",
+    "hour_cos",
+    "dow_sin",
+    "dow_cos",
+)
 FUTURE_CHANNELS = (
-    "hour_sin", "hour_cos", "dow_sin", "dow_cos", "doy_sin", "doy_cos", "promo", "holiday",
-    "temperature_fc", "precip_fc", "lag168", "lag168_observed", "lag168_promo",
-    "lag168_holiday", "lag24", "lag24_observed", "hod_mean", "horizon",
-)  # fmt: skip
+    "hour_sin",
+    "hour_cos",
+    "hour2_sin",
+    "hour2_cos",
+    "hour3_sin",
+    "hour3_cos",
+    "dow_sin",
+    "dow_cos",
+    "doy_sin",
+    "doy_cos",
+    "promo",
+    "holiday",
+    "temperature_fc",
+    "precip_fc",
+    "lag168",
+    "lag168_observed",
+    "lag168_promo",
+    "lag168_holiday",
+    "lag24",
+    "lag24_observed",
+    "hod_mean",
+    "hod_open_share",
+    "horizon",
+)
 
 
 @dataclass(frozen=True)
@@ -112,9 +141,14 @@ class WindowBuilder:
     def __post_init__(self) -> None:
         h = self.history
         hour, dow, doy = time_parts(h.hours)
-        self._hour = cyclical(hour, 24)
-        self._dow = cyclical(dow, 7)
-        self._doy = cyclical(doy, 365.25)
+        # Three harmonics of the hour: daily profiles have sharp lunch and evening peaks.
+        self._cyclical = {
+            "hour": cyclical(hour, 24),
+            "hour2": cyclical(hour, 12),
+            "hour3": cyclical(hour, 8),
+            "dow": cyclical(dow, 7),
+            "doy": cyclical(doy, 365.25),
+        }
         self._sales = _seasonal_fill(h.sales, h.observed)
         has_footfall = h.observed & np.isfinite(h.footfall)
         self._footfall = _seasonal_fill(h.footfall, has_footfall)
@@ -138,6 +172,13 @@ class WindowBuilder:
         fallback, _ = mean(observed)
         return np.where(n_regular > 0, level, fallback)
 
+    def _calendar(self, idx: np.ndarray, parts: tuple[str, ...]) -> dict[str, np.ndarray]:
+        out = {}
+        for part in parts:
+            sin, cos = self._cyclical[part]
+            out[f"{part}_sin"], out[f"{part}_cos"] = sin[idx], cos[idx]
+        return out
+
     def valid_origins(self) -> tuple[int, int]:
         """The first and one-past-last origin for which a full window exists."""
         return self.spec.lookback, self.history.n_hours - self.spec.horizon + 1
@@ -160,7 +201,7 @@ class WindowBuilder:
         lo, hi = self.valid_origins()
         if origins.size and (origins.min() < lo or origins.max() >= hi):
             raise ValueError(f"origins must lie in [{lo}, {hi}) for this history")
-        n, lb, hz = origins.size, spec.lookback, spec.horizon
+        lb, hz = spec.lookback, spec.horizon
         s = stores[:, None]
         past_idx = origins[:, None] + np.arange(-lb, 0)[None, :]
         fut_idx = origins[:, None] + np.arange(hz)[None, :]
@@ -172,17 +213,16 @@ class WindowBuilder:
         )
         ff_past = self._footfall[s, past_idx]
         ff_scale = np.maximum(ff_past.mean(axis=1), spec.min_scale)
-
-        past = np.empty((n, lb, len(spec.past_channels)), dtype=np.float32)
-        past[..., 0] = self._sales[s, past_idx] / scale[:, None]
-        past[..., 1] = obs_past
-        past[..., 2] = ff_past / ff_scale[:, None]
-        past[..., 3] = (h.temperature_c[s, past_idx] - 15.0) / 10.0
-        past[..., 4] = np.log1p(np.maximum(h.precip_mm[s, past_idx], 0.0)) / 2.0
-        past[..., 5] = h.promo[s, past_idx]
-        past[..., 6] = h.is_holiday[s, past_idx]
-        past[..., 7], past[..., 8] = self._hour[0][past_idx], self._hour[1][past_idx]
-        past[..., 9], past[..., 10] = self._dow[0][past_idx], self._dow[1][past_idx]
+        past = {
+            "sales": self._sales[s, past_idx] / scale[:, None],
+            "observed": obs_past,
+            "footfall": ff_past / ff_scale[:, None],
+            "temperature": (h.temperature_c[s, past_idx] - 15.0) / 10.0,
+            "precip": np.log1p(np.maximum(h.precip_mm[s, past_idx], 0.0)) / 2.0,
+            "promo": h.promo[s, past_idx],
+            "holiday": h.is_holiday[s, past_idx],
+            **self._calendar(past_idx, ("hour", "dow")),
+        }
 
         temp_fc = h.temperature_c[s, fut_idx]
         precip_fc = np.maximum(h.precip_mm[s, fut_idx], 0.0)
@@ -192,35 +232,49 @@ class WindowBuilder:
                 rng.normal(0.0, spec.precip_forecast_log_sd, precip_fc.shape)
             )
         lag168, lag24 = fut_idx - 168, fut_idx - 24
-        future = np.empty((n, hz, len(spec.future_channels)), dtype=np.float32)
-        future[..., 0], future[..., 1] = self._hour[0][fut_idx], self._hour[1][fut_idx]
-        future[..., 2], future[..., 3] = self._dow[0][fut_idx], self._dow[1][fut_idx]
-        future[..., 4], future[..., 5] = self._doy[0][fut_idx], self._doy[1][fut_idx]
-        future[..., 6] = h.promo[s, fut_idx]
-        future[..., 7] = h.is_holiday[s, fut_idx]
-        future[..., 8] = (temp_fc - 15.0) / 10.0
-        future[..., 9] = np.log1p(precip_fc) / 2.0
-        future[..., 10] = self._sales[s, lag168] / scale[:, None]
-        future[..., 11] = self._obs[s, lag168]
-        future[..., 12] = h.promo[s, lag168]
-        future[..., 13] = h.is_holiday[s, lag168]
-        future[..., 14] = self._sales[s, lag24] / scale[:, None]
-        future[..., 15] = self._obs[s, lag24]
-        # Same hour of day over the last 7 days: a less noisy profile than one lag.
+        # The same hour on each of the last 7 days (all inside the lookback).
         days_back = fut_idx[..., None] - 24 * np.arange(1, 8)[None, None, :]
         s3 = s[..., None]
-        future[..., 16] = (
-            self._level(
-                self._sales[s3, days_back], self._regular[s3, days_back], self._obs[s3, days_back]
+        week_sales = self._sales[s3, days_back]
+        future = {
+            **self._calendar(fut_idx, ("hour", "hour2", "hour3", "dow", "doy")),
+            "promo": h.promo[s, fut_idx],
+            "holiday": h.is_holiday[s, fut_idx],
+            "temperature_fc": (temp_fc - 15.0) / 10.0,
+            "precip_fc": np.log1p(precip_fc) / 2.0,
+            "lag168": self._sales[s, lag168] / scale[:, None],
+            "lag168_observed": self._obs[s, lag168],
+            "lag168_promo": h.promo[s, lag168],
+            "lag168_holiday": h.is_holiday[s, lag168],
+            "lag24": self._sales[s, lag24] / scale[:, None],
+            "lag24_observed": self._obs[s, lag24],
+            # a less noisy hourly profile than one lag
+            "hod_mean": self._level(
+                week_sales, self._regular[s3, days_back], self._obs[s3, days_back]
             )
-            / scale[:, None]
-        )
-        future[..., 17] = np.arange(hz)[None, :] / max(hz - 1, 1)
+            / scale[:, None],
+            # a sharp open/closed signal, so forecasts do not smear across closing time
+            "hod_open_share": (week_sales > 0).mean(axis=-1),
+            "horizon": np.broadcast_to(np.arange(hz) / max(hz - 1, 1), fut_idx.shape),
+        }
 
         target = np.where(h.observed[s, fut_idx], h.sales[s, fut_idx], np.nan)
         return Windows(
-            past=past, future=future, scale=scale, target=target, stores=stores, origins=origins
+            past=_stack(past, spec.past_channels),
+            future=_stack(future, spec.future_channels),
+            scale=scale,
+            target=target,
+            stores=stores,
+            origins=origins,
         )
+
+
+def _stack(channels: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    """Channels in the spec's order as one float32 array (..., len(names))."""
+    missing = [n for n in names if n not in channels]
+    if missing:
+        raise ValueError(f"unknown feature channel(s) {missing}")
+    return np.stack([channels[n] for n in names], axis=-1).astype(np.float32)
 
 
 def decode(scaled_quantiles: np.ndarray, scale: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ class ModelConfig:
     """Architecture of ``DemandLSTM``; stored in the checkpoint to rebuild the model."""
 
     past_features: int = 11
-    future_features: int = 18
+    future_features: int = 23
     lookback: int = 168  # hours read by the encoder
     horizon: int = 24  # hours forecast
     n_quantiles: int = 3
