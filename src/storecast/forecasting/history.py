@@ -17,8 +17,6 @@ import numpy as np
 
 from storecast.forecasting import schema
 
-FloatArray = np.ndarray  # (S, T) float64 unless noted
-
 
 @dataclass(frozen=True)
 class Oracle:
@@ -73,27 +71,6 @@ class StoreHistory:
     def hours(self) -> np.ndarray:
         """The grid's timestamps as ``datetime64[h]``."""
         return self.start + np.arange(self.n_hours).astype("timedelta64[h]")
-
-    def slice_hours(self, stop: int) -> StoreHistory:
-        """The first ``stop`` hours of this history."""
-        oracle = None
-        if self.oracle is not None:
-            oracle = Oracle(self.oracle.mean[:, :stop], self.oracle.quantiles[:, :stop])
-        return StoreHistory(
-            start=self.start,
-            store_ids=self.store_ids,
-            sales=self.sales[:, :stop],
-            observed=self.observed[:, :stop],
-            footfall=self.footfall[:, :stop],
-            temperature_c=self.temperature_c[:, :stop],
-            precip_mm=self.precip_mm[:, :stop],
-            is_holiday=self.is_holiday[:, :stop],
-            promo=self.promo[:, :stop],
-            filled_hours=self.filled_hours,
-            oracle=oracle,
-            source=self.source,
-            columns=self.columns,
-        )
 
     def rows(self) -> Iterator[dict[str, object]]:
         """Observed cells as schema rows, ordered by store then hour."""

@@ -66,14 +66,13 @@ def _read(path: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+def _numeric(df: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
+    """The column as finite floats (NaN where not a number) and where it was left empty."""
     raw = df[column]
     as_text = raw.astype(str).str.strip()
     blank = raw.isna() | (as_text == "") | (as_text.str.lower().isin(["nan", "none", "null"]))
     values = pd.to_numeric(as_text.where(~blank), errors="coerce")
-    values = values.where(np.isfinite(values))
-    values.attrs["blank"] = blank
-    return values
+    return values.where(np.isfinite(values)), blank
 
 
 def load_history(path: Path) -> StoreHistory:
@@ -108,7 +107,7 @@ def load_history(path: Path) -> StoreHistory:
     if empty.any():
         raise _where(path, df, empty, schema.STORE_ID, "empty store id(s)")
 
-    sales = _numeric(df, schema.SALES)
+    sales, _ = _numeric(df, schema.SALES)
     if sales.isna().any():
         raise _where(
             path,
@@ -132,8 +131,8 @@ def load_history(path: Path) -> StoreHistory:
     for column in schema.COVARIATE_COLUMNS + schema.ORACLE_COLUMNS:
         if column not in df.columns:
             continue
-        values = _numeric(df, column)
-        bad = values.isna() & ~values.attrs["blank"]
+        values, blank = _numeric(df, column)
+        bad = values.isna() & ~blank
         if bad.any():
             raise _where(path, df, bad, column, "non-numeric value(s)")
         if column in (schema.FOOTFALL, schema.PRECIP) and (values < 0).any():
