@@ -16,11 +16,12 @@ def imported_modules(code: str) -> set[str]:
     return set(out.stdout.split())
 
 
-def test_feature_code_and_onnx_runtime_never_import_torch():
-    # An edge device builds inputs with the training feature code and runs ONNX Runtime;
-    # neither may pull in torch.
+def test_feature_code_onnx_runtime_and_bundles_never_import_torch():
+    # An edge device builds inputs with the training feature code, runs ONNX Runtime and
+    # verifies bundles; none of it may pull in torch.
     mods = imported_modules(
-        "import storecast.forecasting, storecast.forecasting.runtime, storecast.cli"
+        "import storecast.forecasting, storecast.forecasting.runtime, storecast.cli, "
+        "storecast.bundle"
     )
     assert "torch" not in mods
     assert "pandas" not in mods

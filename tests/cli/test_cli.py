@@ -156,3 +156,25 @@ def test_ctrl_c_stops_training_cleanly_and_keeps_the_best_checkpoint(tmp_path):
 
     assert load_checkpoint(model).meta["best_epoch"] >= 1
     assert not (tmp_path / "m.metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_package_and_verify_a_bundle_through_the_cli(trained_checkpoint, tmp_path):
+    run = storecast_cli(
+        "package", trained_checkpoint, "--name", "demand-lstm", "--version", "3", "--out", tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    bundle = tmp_path / "demand-lstm-v3.tar"
+    run = storecast_cli("bundle", "verify", bundle)
+    assert run.returncode == 0, run.stderr
+    assert "demand-lstm v3" in run.stdout and "OK" in run.stdout
+
+    tampered = tmp_path / "tampered.tar"
+    data = bytearray(bundle.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # flips a byte inside a member
+    tampered.write_bytes(bytes(data))
+    run = storecast_cli("bundle", "verify", tampered)
+    assert run.returncode == 2 and "sha256" in run.stderr
+
+    run = storecast_cli("package", trained_checkpoint, "--name", "Bad Name", "--out", tmp_path)
+    assert run.returncode == 2 and "model name" in run.stderr

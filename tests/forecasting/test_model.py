@@ -116,3 +116,10 @@ def test_onnx_model_refuses_garbage(tmp_path):
     path.write_bytes(b"junk")
     with pytest.raises(ModelError, match="not a loadable ONNX model"):
         OnnxModel(path)
+
+
+def test_onnx_export_is_byte_for_byte_reproducible(tmp_path):
+    model = small_model()
+    a = export_onnx(model, tmp_path / "a.onnx").read_bytes()
+    b = export_onnx(model, tmp_path / "b.onnx").read_bytes()
+    assert a == b

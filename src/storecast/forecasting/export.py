@@ -46,8 +46,25 @@ def _quiet_exporter() -> Iterator[None]:
         torch_onnx_log.setLevel(level)
 
 
+def _make_deterministic(path: Path) -> None:
+    """Drop the exporter's debugging metadata, which varies between runs.
+
+    The graph-level properties record torch.export's symbolic-shape bookkeeping (names
+    of internal symbols), so two exports of the same model would differ in bytes and a
+    bundle of them would not be reproducible.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    del model.graph.metadata_props[:]
+    onnx.save(model, str(path))
+
+
 def export_onnx(model: DemandLSTM, path: Path) -> Path:
-    """Write ``model`` as a single-file ONNX graph with a dynamic batch dimension."""
+    """Write ``model`` as a single-file ONNX graph with a dynamic batch dimension.
+
+    The bytes depend only on the model's weights and configuration (same model, same file).
+    """
     model.eval()
     past, future = (torch.from_numpy(a) for a in example_inputs(model, 2))
     batch = torch.export.Dim("batch", min=1, max=65536)
@@ -70,6 +87,7 @@ def export_onnx(model: DemandLSTM, path: Path) -> Path:
             if program is None:  # pragma: no cover - dynamo=True always returns a program
                 raise ModelError("the ONNX exporter returned nothing")
             program.save(tmp, external_data=False)
+        _make_deterministic(Path(tmp))
         os.replace(tmp, path)
     except ModelError:
         raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,22 @@ def history_digest(h: StoreHistory) -> str:
     return digest.hexdigest()
 
 
+def code_commit() -> str | None:
+    """The git commit of the storecast source in use, when it runs from a checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
 def metrics_path(model_path: Path) -> Path:
     """``lstm_v1.pt`` -> ``lstm_v1.metrics.json`` beside it."""
     return model_path.with_name(model_path.stem + ".metrics.json")
@@ -168,6 +185,7 @@ def train_and_evaluate(
         return {
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "storecast_version": __version__,
+            "code_commit": code_commit(),
             "quick": quick,
             "train": tcfg.to_dict(),
             "data": data.info,
