@@ -18,4 +18,8 @@ def test_demo_trains_exports_and_evaluates(tmp_path):
     assert "demo complete" in run.stdout
     metrics = json.loads((home / "lstm_v1.metrics.json").read_text())
     assert metrics["wape"]["lstm"] < metrics["wape"]["snaive_168"]
-    assert (home / "lstm_v1.onnx").exists() and (home / "history.csv").exists()
+    assert (home / "history.csv").exists()
+    from storecast.bundle import verify_bundle
+
+    bundle = verify_bundle(home / "dist" / "demand-lstm-v1.tar")
+    assert bundle.metadata.metrics == metrics

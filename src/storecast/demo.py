@@ -1,9 +1,9 @@
 """The end-to-end demo: what ``make demo`` shows a new user.
 
 For now the story is the forecasting core: generate a synthetic chain, train the quick
-LSTM, export it to ONNX with a parity check, and show its hold-out evaluation against the
-seasonal-naive baselines and the oracle. Later steps (registry, edge devices, rollouts,
-analytics) join as they are built.
+LSTM, package it as a bundle (ONNX export with a parity check), and show its hold-out
+evaluation against the seasonal-naive baselines and the oracle. Later steps (registry,
+edge devices, rollouts, analytics) join as they are built.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from storecast._progress import training_progress
-from storecast.forecasting.export import check_parity, export_onnx
+from storecast.bundle.packaging import build_bundle
 from storecast.forecasting.report import metrics_table
 from storecast.forecasting.synthetic import ChainConfig
 from storecast.forecasting.workflow import synthetic_source, train_and_evaluate
@@ -50,10 +50,17 @@ def run_demo(home: Path, console: Console) -> None:
         highlight=False,
     )
 
-    console.print("3. exporting to ONNX for the edge, with a torch/onnxruntime parity check")
-    onnx_path = export_onnx(outcome.result.model, home / "lstm_v1.onnx")
-    diff = check_parity(outcome.result.model, onnx_path)
-    console.print(f"   {onnx_path} (max abs diff {diff:.1e})", highlight=False)
+    console.print(
+        "3. packaging a bundle for the edge: ONNX export, torch/onnxruntime parity check, "
+        "deterministic tar"
+    )
+    built = build_bundle(checkpoint, name="demand-lstm", version=1, out_dir=home / "dist")
+    meta = built.bundle.metadata
+    console.print(
+        f"   {built.path} ({built.bundle.size:,} bytes, sha256 {built.bundle.sha256[:16]}…, "
+        f"parity max abs diff {meta.parity_max_abs_diff:.1e})",
+        highlight=False,
+    )
 
     console.print("4. hold-out evaluation (the last 4 weeks, never trained on)")
     console.print(metrics_table(outcome.metrics, title="LSTM vs baselines vs oracle"))
