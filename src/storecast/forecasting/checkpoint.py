@@ -7,8 +7,6 @@ with ``torch.load(path, weights_only=True)``: a checkpoint is untrusted input, n
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 
 from storecast.common.errors import ModelError
+from storecast.common.files import atomic_path
 from storecast.forecasting.backtest import Forecaster
 from storecast.forecasting.features import FeatureSpec, Windows, decode
 from storecast.forecasting.model import DemandLSTM, ModelConfig
@@ -56,18 +55,9 @@ def make_checkpoint(model: DemandLSTM, spec: FeatureSpec, meta: dict[str, Any]) 
 
 
 def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
-    """Write atomically: a temp file in the same folder, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write a checkpoint atomically (readers never see a partial file)."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def load_checkpoint(path: Path) -> LoadedModel:

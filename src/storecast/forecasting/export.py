@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ import numpy as np
 import torch
 
 from storecast.common.errors import ModelError
+from storecast.common.files import atomic_path
 from storecast.forecasting.model import DemandLSTM
 from storecast.forecasting.runtime import INPUT_FUTURE, INPUT_PAST, OUTPUT, OnnxModel
 
@@ -68,11 +67,8 @@ def export_onnx(model: DemandLSTM, path: Path) -> Path:
     model.eval()
     past, future = (torch.from_numpy(a) for a in example_inputs(model, 2))
     batch = torch.export.Dim("batch", min=1, max=65536)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        with _quiet_exporter():
+        with atomic_path(path) as tmp, _quiet_exporter():
             program = torch.onnx.export(
                 model,
                 (past, future),
@@ -86,15 +82,12 @@ def export_onnx(model: DemandLSTM, path: Path) -> Path:
             )
             if program is None:  # pragma: no cover - dynamo=True always returns a program
                 raise ModelError("the ONNX exporter returned nothing")
-            program.save(tmp, external_data=False)
-        _make_deterministic(Path(tmp))
-        os.replace(tmp, path)
+            program.save(str(tmp), external_data=False)
+            _make_deterministic(tmp)
     except ModelError:
         raise
     except Exception as exc:
         raise ModelError(f"ONNX export failed: {exc}") from exc
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return path
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from storecast.common.files import atomic_path
 from storecast.forecasting import schema
 
 
@@ -102,14 +103,11 @@ class StoreHistory:
         fields = list(schema.REQUIRED_COLUMNS + schema.COVARIATE_COLUMNS)
         if self.oracle is not None:
             fields += list(schema.ORACLE_COLUMNS)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
         n = 0
-        with tmp.open("w", newline="") as fh:
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             for row in self.rows():
                 writer.writerow(row)
                 n += 1
-        tmp.replace(path)
         return n

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +17,7 @@ import numpy as np
 
 from storecast import __version__
 from storecast.common.errors import ConfigError
+from storecast.common.files import atomic_write_bytes
 from storecast.forecasting.backtest import backtest_origins, run_backtest
 from storecast.forecasting.checkpoint import (
     load_checkpoint,
@@ -141,12 +140,7 @@ def metrics_path(model_path: Path) -> Path:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 @dataclass(frozen=True)
