@@ -6,7 +6,8 @@ hold-out (28 daily origins over the last 4 weeks, never trained on) and prints J
 
 - lstm_over_best_snaive: LSTM WAPE / best seasonal-naive WAPE   (target <= 0.85)
 - lstm_over_oracle:      LSTM WAPE / oracle WAPE                (target <= 1.10)
-- coverage_80:           share of actuals in the 10-90 interval (target 0.75 .. 0.85)
+- coverage_80:           share of actuals in the 10-90 interval, on trading hours
+                         (target 0.75 .. 0.85)
 - bias:                  sum of errors / sum of actuals         (target |bias| <= 0.02)
 - train_seconds:         wall-clock fitting time                (target <= 180)
 

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.rule import Rule
 
 from storecast._progress import training_progress
+from storecast._report import metrics_table
 from storecast.bundle.packaging import build_bundle
-from storecast.forecasting.report import metrics_table
 from storecast.forecasting.synthetic import ChainConfig
 from storecast.forecasting.workflow import synthetic_source, train_and_evaluate
 

@@ -158,6 +158,14 @@ def test_size_limits_are_enforced_before_reading():
         read_members(data, Limits(members=4))
 
 
+def test_an_oversized_file_is_refused_before_it_is_read(tmp_path):
+    big = tmp_path / "big.tar"
+    with big.open("wb") as fh:
+        fh.truncate(10 * 1024 * 1024)  # sparse: costs no disk
+    with pytest.raises(BundleError, match="over the 1048576-byte limit"):
+        read_members(big, Limits(total_bytes=1024 * 1024))
+
+
 def test_not_a_tar_and_truncated_tar(bundle_path, tmp_path):
     with pytest.raises(BundleError, match="not a tar archive"):
         verify_bundle(b"definitely not a tar" * 100)
@@ -169,7 +177,8 @@ def test_not_a_tar_and_truncated_tar(bundle_path, tmp_path):
 
 
 def test_safe_extract_writes_everything_or_nothing(bundle_path, tmp_path):
-    dest = safe_extract(bundle_path, tmp_path / "v1")
+    dest = tmp_path / "v1"
+    assert safe_extract(bundle_path, dest).metadata.version == 1
     assert sorted(p.name for p in dest.iterdir()) == ["metadata.json", "model.onnx", "model.pt"]
     with pytest.raises(BundleError, match="already exists"):
         safe_extract(bundle_path, dest)
@@ -177,6 +186,12 @@ def test_safe_extract_writes_everything_or_nothing(bundle_path, tmp_path):
     with pytest.raises(BundleError):
         safe_extract(evil, tmp_path / "v2")
     assert not (tmp_path / "v2").exists() and not (tmp_path / "evil").exists()
+    members = members_of(bundle_path)
+    tampered = write_tar({**members, "model.pt": members["model.pt"][::-1]}, tmp_path / "t.tar")
+    with pytest.raises(BundleError, match="sha256"):
+        safe_extract(tampered, tmp_path / "v3")
+    assert not (tmp_path / "v3").exists()
+    tampered.unlink()
     assert [p.name for p in tmp_path.iterdir()] == ["v1"]  # no temporary leftovers
 
 
@@ -207,3 +222,28 @@ def test_bad_names_and_versions_are_refused(trained_checkpoint, tmp_path):
         build_bundle(trained_checkpoint, name="demand-lstm", version=0, out_dir=tmp_path)
     with pytest.raises(BundleError, match="model name 'Bad Name!'"):
         build_bundle(trained_checkpoint, name="Bad Name!", version=1, out_dir=tmp_path)
+
+
+def test_a_metrics_file_of_another_run_is_refused(trained_checkpoint, tmp_path):
+    import shutil
+
+    from storecast.forecasting.workflow import metrics_path
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(trained_checkpoint, ckpt)
+    report = json.loads(metrics_path(trained_checkpoint).read_text())
+    metrics_path(ckpt).write_text(json.dumps({**report, "checkpoint_sha256": "0" * 64}))
+    with pytest.raises(BundleError, match=r"does not belong to m\.pt"):
+        build_bundle(ckpt, name="demand-lstm", version=1, out_dir=tmp_path / "dist")
+    metrics_path(ckpt).unlink()  # without metrics the bundle is made, metrics null
+    built = build_bundle(ckpt, name="demand-lstm", version=1, out_dir=tmp_path / "dist")
+    assert built.bundle.metadata.metrics is None
+
+
+def test_metadata_with_an_unusable_feature_spec_is_refused(bundle_path, tmp_path):
+    members = members_of(bundle_path)
+    meta = json.loads(members["metadata.json"])
+    meta["features"]["version"] = 42
+    path = write_tar({**members, "metadata.json": json.dumps(meta).encode()}, tmp_path / "x.tar")
+    with pytest.raises(BundleError, match="field 'features'"):
+        verify_bundle(path)

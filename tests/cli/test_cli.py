@@ -26,7 +26,7 @@ def test_version_and_help():
     out = storecast_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"storecast {storecast.__version__}"
     helptext = storecast_cli("--help").stdout
-    for command in ("train", "evaluate", "export", "sim", "demo"):
+    for command in ("train", "evaluate", "export", "package", "bundle", "sim", "demo"):
         assert command in helptext
 
 
@@ -77,6 +77,8 @@ def test_train_quick_then_evaluate_and_export_through_the_cli(tmp_path):
 
     run = storecast_cli("export", model)
     assert run.returncode == 0, run.stderr
+    run = storecast_cli("evaluate", model)  # trained on a file: evaluating needs the file
+    assert run.returncode == 2 and "--data" in run.stderr
     assert (tmp_path / "lstm_v1.onnx").stat().st_size > 10_000
 
 
@@ -110,6 +112,8 @@ def test_bad_arguments_exit_2(tmp_path):
     assert run.returncode == 2 and "must end in .pt" in run.stderr
     run = storecast_cli("sim", "history", "--stores", "0", "--out", tmp_path / "x.csv")
     assert run.returncode == 2
+    run = storecast_cli("sim", "history", "--stores", "1", "--days", "1", "--out", tmp_path)
+    assert run.returncode == 2 and f"{tmp_path}: Is a directory" in run.stderr
 
 
 def test_evaluating_a_file_that_is_not_a_checkpoint_exits_2(tmp_path):
@@ -169,10 +173,13 @@ def test_package_and_verify_a_bundle_through_the_cli(trained_checkpoint, tmp_pat
     assert run.returncode == 0, run.stderr
     assert "demand-lstm v3" in run.stdout and "OK" in run.stdout
 
-    tampered = tmp_path / "tampered.tar"
-    data = bytearray(bundle.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # flips a byte inside a member
-    tampered.write_bytes(bytes(data))
+    from storecast.bundle import read_members
+    from storecast.bundle.archive import write_tar
+
+    members = read_members(bundle)
+    onnx = bytearray(members["model.onnx"])
+    onnx[len(onnx) // 2] ^= 0xFF  # one flipped bit pattern inside model.onnx
+    tampered = write_tar({**members, "model.onnx": bytes(onnx)}, tmp_path / "tampered.tar")
     run = storecast_cli("bundle", "verify", tampered)
     assert run.returncode == 2 and "sha256" in run.stderr
 

@@ -166,3 +166,44 @@ def test_parquet_errors_name_rows(tmp_path):
         r"value\(s\): row 1",
     ):
         load_history(path)
+
+
+def test_boolean_flags_are_read_as_zero_and_one(tmp_path):
+    text = "ts,store_id,sales_units,promo,is_holiday\n" + "".join(
+        f"2025-03-01T{h:02d}:00:00Z,A,{h},{'True' if h % 2 else 'false'},FALSE\n" for h in range(4)
+    )
+    h = load_history(write(tmp_path, text))
+    assert h.promo[0].tolist() == [0, 1, 0, 1]
+    assert h.is_holiday[0].tolist() == [0, 0, 0, 0]
+
+
+def test_a_mistyped_year_is_refused_not_gridded(tmp_path):
+    text = HEADER + hourly_rows(hours=48) + "2205-03-01T00:00:00Z,A,3\n"
+    with pytest.raises(
+        DataError,
+        match=r"store 'A' has a gap of \d+ hours between line 49 "
+        r"and line 50 .*mistyped",
+    ):
+        load_history(write(tmp_path, text))
+
+
+def test_footfall_is_never_filled_from_later_hours(tmp_path):
+    text = "ts,store_id,sales_units,footfall\n" + "".join(
+        f"2025-03-01T{h:02d}:00:00Z,A,{h},{'' if h < 3 else 99}\n" for h in range(6)
+    )
+    h = load_history(write(tmp_path, text))
+    assert h.footfall[0].tolist() == [0, 0, 0, 99, 99, 99]
+
+
+def test_pq_files_are_parquet_with_row_numbers(tmp_path):
+    df = pd.DataFrame(
+        {
+            "ts": ["2025-03-01T00:00:00Z", "2025-03-01T01:00:00Z"],
+            "store_id": ["A", "A"],
+            "sales_units": [1.0, -5.0],
+        }
+    )
+    path = tmp_path / "h.pq"
+    df.to_parquet(path)
+    with pytest.raises(DataError, match=r"1 negative value\(s\): row 1 \('-5.0'\)"):
+        load_history(path)

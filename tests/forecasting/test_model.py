@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -123,3 +125,8 @@ def test_onnx_export_is_byte_for_byte_reproducible(tmp_path):
     a = export_onnx(model, tmp_path / "a.onnx").read_bytes()
     b = export_onnx(model, tmp_path / "b.onnx").read_bytes()
     assert a == b
+    # nothing about the machine or checkout that exported it (paths, line numbers)
+    import storecast
+
+    assert Path(storecast.__file__).parent.parent.as_posix().encode() not in a
+    assert b"model.py" not in a

@@ -116,3 +116,31 @@ def test_cold_start_store_is_forecast_from_its_own_level(trained_checkpoint):
     forecast = torch_forecaster(model)(w)[0, :, 1].sum()
     actual = np.nansum(w.target)
     assert 0.5 * actual < forecast < 1.5 * actual
+
+
+def test_metrics_json_has_no_nan(tmp_path):
+    from storecast.forecasting.workflow import write_json
+
+    path = tmp_path / "m.json"
+    write_json(path, {"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": 2.0}})
+    assert json.loads(path.read_text()) == {"a": None, "b": [1.0, None], "c": {"d": 2.0}}
+
+
+def test_evaluating_a_file_trained_model_needs_data(tmp_path, trained_checkpoint):
+    from storecast.forecasting.checkpoint import make_checkpoint, save_checkpoint
+    from storecast.forecasting.workflow import evaluate_checkpoint
+
+    loaded = load_checkpoint(trained_checkpoint)
+    meta = {**loaded.meta, "data": {"source": "mine.csv", "synthetic": None}}
+    path = tmp_path / "file_trained.pt"
+    save_checkpoint(path, make_checkpoint(loaded.model, loaded.spec, meta))
+    with pytest.raises(ConfigError, match=r"trained on mine\.csv; give the history"):
+        evaluate_checkpoint(path)
+
+
+def test_training_restores_torch_threads(tiny_chain_config):
+    history = synthetic_source(tiny_chain_config).history
+    before = torch.get_num_threads()
+    config = TrainConfig(max_epochs=1, steps_per_epoch=1, batch_size=8, threads=1, max_seconds=None)
+    Trainer(history, quick_model_config(SPEC), config).fit()
+    assert torch.get_num_threads() == before

@@ -9,9 +9,9 @@ Reading and verifying a bundle needs neither torch nor onnx, so devices and the 
 use this package as is; building one (``storecast.bundle.packaging``) needs torch.
 """
 
-from storecast.bundle.archive import BundleError, Limits, read_members, safe_extract
+from storecast.bundle.archive import BundleError, Limits, read_members
 from storecast.bundle.metadata import BUNDLE_FORMAT, BundleMetadata, MemberInfo
-from storecast.bundle.verify import VerifiedBundle, verify_bundle
+from storecast.bundle.verify import VerifiedBundle, safe_extract, verify_bundle
 
 __all__ = [
     "BUNDLE_FORMAT",

@@ -13,10 +13,7 @@ than ``Limits.member_bytes``, or the members add up to more than ``Limits.total_
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import tarfile
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -36,6 +33,9 @@ class Limits:
     member_bytes: int = 256 * 1024 * 1024  # bytes, per member
     total_bytes: int = 512 * 1024 * 1024  # bytes, all members together
     members: int = 16  # count
+
+
+_TAR_OVERHEAD = 64 * 1024  # bytes of headers and padding allowed beyond the member limit
 
 
 def write_tar(members: Mapping[str, bytes], out: Path) -> Path:
@@ -83,6 +83,11 @@ def read_members(
     else:
         label = label or str(source)
         try:
+            size = Path(source).stat().st_size
+            if size > limits.total_bytes + _TAR_OVERHEAD:
+                raise BundleError(
+                    f"{label}: {size} bytes, over the {limits.total_bytes}-byte limit"
+                )
             raw = Path(source).read_bytes()
         except FileNotFoundError:
             raise BundleError(f"{label}: no such file") from None
@@ -130,26 +135,3 @@ def read_members(
                 raise BundleError(f"{label}: member {info.name!r} is truncated")
             out[info.name] = data
         return out
-
-
-def safe_extract(source: Path | bytes, dest: Path, limits: Limits | None = None) -> Path:
-    """Unpack a bundle into the new folder ``dest``; nothing is written unless all is safe.
-
-    Members are written to a temporary folder beside ``dest`` which is then renamed, so
-    ``dest`` either does not exist or holds the whole bundle.
-    """
-    members = read_members(source, limits)
-    if dest.exists():
-        raise BundleError(f"{dest}: already exists")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    try:
-        for name, data in members.items():
-            target = tmp / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest

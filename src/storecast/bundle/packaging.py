@@ -29,6 +29,7 @@ from storecast.bundle.metadata import (
     TensorSpec,
 )
 from storecast.bundle.verify import VerifiedBundle, verify_bundle
+from storecast.common.errors import ModelError
 from storecast.forecasting.checkpoint import load_checkpoint
 from storecast.forecasting.export import OPSET, check_parity, export_onnx
 from storecast.forecasting.runtime import INPUT_FUTURE, INPUT_PAST, OUTPUT
@@ -54,8 +55,11 @@ def build_bundle(checkpoint: Path, *, name: str, version: int, out_dir: Path) ->
             f"model name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-    loaded = load_checkpoint(checkpoint)
-    model_pt = checkpoint.read_bytes()
+    try:
+        model_pt = checkpoint.read_bytes()  # read once: what is checked is what ships
+    except (FileNotFoundError, IsADirectoryError):
+        raise ModelError(f"{checkpoint}: no such checkpoint") from None
+    loaded = load_checkpoint(model_pt, label=str(checkpoint))
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_onnx(loaded.model, Path(tmp) / "model.onnx")
         diff = check_parity(loaded.model, onnx_path)
@@ -76,7 +80,7 @@ def build_bundle(checkpoint: Path, *, name: str, version: int, out_dir: Path) ->
             training_data_sha256=data.get("sha256"),
             training_params=meta.get("train") or {},
         ),
-        metrics=_metrics(checkpoint),
+        metrics=_metrics(checkpoint, hashlib.sha256(model_pt).hexdigest()),
         features=spec.to_dict(),
         architecture=cfg.to_dict(),
         inputs=[
@@ -115,12 +119,14 @@ def _member(data: bytes) -> MemberInfo:
 
 def _created(meta: dict[str, Any]) -> datetime:
     created = meta.get("created")
-    if not isinstance(created, str):
-        raise BundleError("the checkpoint does not record when it was created")
-    return datetime.fromisoformat(created)
+    try:
+        return datetime.fromisoformat(str(created))
+    except ValueError:
+        raise BundleError(f"the checkpoint records no valid creation time ({created!r})") from None
 
 
-def _metrics(checkpoint: Path) -> dict[str, Any] | None:
+def _metrics(checkpoint: Path, checkpoint_sha256: str) -> dict[str, Any] | None:
+    """The metrics file beside the checkpoint, if it belongs to exactly this checkpoint."""
     path = metrics_path(checkpoint)
     if not path.exists():
         return None
@@ -128,4 +134,9 @@ def _metrics(checkpoint: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise BundleError(f"{path}: not valid JSON ({exc})") from exc
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("checkpoint_sha256") != checkpoint_sha256:
+        raise BundleError(
+            f"{path} does not belong to {checkpoint.name} (another training run's metrics); "
+            "remove it, or write this checkpoint's with storecast evaluate MODEL --out FILE"
+        )
+    return data

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ from storecast.bundle.metadata import (
     MODEL_MEMBERS,
     BundleMetadata,
 )
+from storecast.forecasting.features import FeatureSpec
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,10 @@ def verify_bundle(source: Path | bytes, limits: Limits | None = None) -> Verifie
             f"{label}: metadata.json lists members {sorted(metadata.members)}, "
             f"expected {sorted(MODEL_MEMBERS)}"
         )
+    try:
+        FeatureSpec.from_dict(metadata.features)
+    except (TypeError, ValueError) as exc:
+        raise BundleError(f"{label}: metadata.json field 'features': {exc}") from None
     for name, info in metadata.members.items():
         data = members[name]
         if len(data) != info.size:
@@ -88,3 +96,25 @@ def _read_file(path: Path) -> bytes:
         raise BundleError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise BundleError(f"{path}: is a directory, not a bundle") from None
+
+
+def safe_extract(source: Path | bytes, dest: Path, limits: Limits | None = None) -> VerifiedBundle:
+    """Verify a bundle, then unpack it into the new folder ``dest``.
+
+    Nothing is written unless the whole bundle verifies. Members go to a temporary folder
+    beside ``dest`` that is then renamed, so ``dest`` either does not exist or holds the
+    whole bundle.
+    """
+    bundle = verify_bundle(source, limits)
+    if dest.exists():
+        raise BundleError(f"{dest}: already exists")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    try:
+        for name, data in bundle.members.items():
+            (tmp / name).write_bytes(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return bundle

@@ -24,6 +24,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# Modules of the `train` extra: an edge install has none of them.
+TRAINING_MODULES = frozenset({"torch", "onnx", "onnxscript", "pandas", "pyarrow"})
 USAGE_ERROR = 2  # exit code for bad input: data, arguments, model files
 INTERRUPTED = 130  # exit code after Ctrl-C
 
@@ -64,6 +66,22 @@ def main() -> None:
         app()
     except (DataError, ConfigError, ModelError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(USAGE_ERROR)
+    except OSError as exc:  # an output path that cannot be written, a full disk
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        err_console.print(
+            f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True
+        )
+        sys.exit(USAGE_ERROR)
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAINING_MODULES:
+            raise
+        err_console.print(
+            f"[bold red]error:[/] this command needs {exc.name}, part of the training extra: "
+            "pip install 'storecast[train]'",
+            highlight=False,
+            soft_wrap=True,
+        )
         sys.exit(USAGE_ERROR)
     except StorecastError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

@@ -71,7 +71,7 @@ def train(
 ) -> None:
     """Train the demand LSTM; write the checkpoint and its hold-out metrics beside it."""
     from storecast._progress import training_progress
-    from storecast.forecasting.report import metrics_table
+    from storecast._report import metrics_table
     from storecast.forecasting.training import TrainConfig, with_overrides
     from storecast.forecasting.workflow import train_and_evaluate
 
@@ -113,7 +113,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option("--out", help="Write the metrics JSON here.")] = None,
 ) -> None:
     """Rolling-origin backtest over the last 4 weeks: LSTM vs seasonal naive (and oracle)."""
-    from storecast.forecasting.report import metrics_table
+    from storecast._report import metrics_table
     from storecast.forecasting.workflow import evaluate_checkpoint, write_json
 
     source = _source(data, None, None, None) if data is not None else None
@@ -133,12 +133,14 @@ def export(
     ] = None,
 ) -> None:
     """Export a checkpoint to ONNX and check torch/onnxruntime parity (max abs diff <= 1e-4)."""
+    from storecast.common.files import atomic_path
     from storecast.forecasting.checkpoint import load_checkpoint
     from storecast.forecasting.export import check_parity, export_onnx
 
     loaded = load_checkpoint(model)
     target = out or model.with_suffix(".onnx")
-    with console.status("exporting to ONNX"):
-        export_onnx(loaded.model, target)
-        diff = check_parity(loaded.model, target)
+    # The file appears only once it passed the parity check.
+    with console.status("exporting to ONNX"), atomic_path(target) as tmp:
+        export_onnx(loaded.model, tmp)
+        diff = check_parity(loaded.model, tmp)
     console.print(f"wrote {target} (parity max abs diff {diff:.2e})", highlight=False)

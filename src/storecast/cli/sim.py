@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 
 from storecast.cli._app import app, console
@@ -27,6 +28,9 @@ def history(
 ) -> None:
     """Write a synthetic chain's hourly history as CSV (store-hour schema plus oracle columns)."""
     try:
+        np.datetime64(start, "D")
+        if len(start) != 10:
+            raise ValueError(f"--start must be a day, YYYY-MM-DD; got {start!r}")
         config = ChainConfig(
             stores=stores, days=days, seed=seed, start=start, missing_rate=missing_rate
         )

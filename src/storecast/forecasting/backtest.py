@@ -14,7 +14,7 @@ import numpy as np
 
 from storecast.common.errors import DataError
 from storecast.forecasting import metrics, schema
-from storecast.forecasting.features import FUTURE_CHANNELS, WindowBuilder, Windows
+from storecast.forecasting.features import FUTURE_CHANNELS, FeatureSpec, WindowBuilder, Windows
 from storecast.forecasting.history import StoreHistory
 
 Forecaster = Callable[[Windows], np.ndarray]
@@ -107,6 +107,7 @@ def run_backtest(
     *,
     origins: np.ndarray | None = None,
     seed: int = 0,
+    spec: FeatureSpec | None = None,
     point_only: frozenset[str] = frozenset({"snaive_24", "snaive_168"}),
 ) -> dict[str, Any]:
     """Score every forecaster on every store from each origin; the metrics report.
@@ -118,7 +119,7 @@ def run_backtest(
     """
     if origins is None:
         origins = backtest_origins(history.n_hours)
-    builder = WindowBuilder(history)
+    builder = WindowBuilder(history, spec or FeatureSpec())
     stores = np.repeat(np.arange(history.n_stores), origins.size)
     origin_grid = np.tile(origins, history.n_stores)
     windows = builder.build(stores, origin_grid, rng=np.random.default_rng(seed))

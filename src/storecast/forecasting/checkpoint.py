@@ -7,6 +7,7 @@ with ``torch.load(path, weights_only=True)``: a checkpoint is untrusted input, n
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,22 @@ def save_checkpoint(path: Path, checkpoint: dict[str, Any]) -> None:
         torch.save(checkpoint, tmp)
 
 
-def load_checkpoint(path: Path) -> LoadedModel:
-    """Load and rebuild a model; ``ModelError`` if the file is not a storecast checkpoint."""
+def load_checkpoint(source: Path | bytes, *, label: str | None = None) -> LoadedModel:
+    """Load and rebuild a model from a file or its bytes.
+
+    ``ModelError`` (naming ``label``, default the path) if it is not a storecast checkpoint.
+    """
+    path = label or ("checkpoint" if isinstance(source, bytes) else str(source))
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(
+            io.BytesIO(source) if isinstance(source, bytes) else source,
+            map_location="cpu",
+            weights_only=True,
+        )
     except FileNotFoundError:
         raise ModelError(f"{path}: no such checkpoint") from None
+    except IsADirectoryError:
+        raise ModelError(f"{path}: is a directory, not a checkpoint") from None
     except Exception as exc:
         raise ModelError(f"{path}: not a loadable checkpoint ({exc.__class__.__name__})") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

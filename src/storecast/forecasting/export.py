@@ -48,14 +48,28 @@ def _quiet_exporter() -> Iterator[None]:
 def _make_deterministic(path: Path) -> None:
     """Drop the exporter's debugging metadata, which varies between runs.
 
-    The graph-level properties record torch.export's symbolic-shape bookkeeping (names
-    of internal symbols), so two exports of the same model would differ in bytes and a
-    bundle of them would not be reproducible.
+    The exporter records torch.export's symbolic-shape bookkeeping (names of internal
+    symbols) on the graph and a stack trace (source paths, line numbers) on every node, so
+    two exports of the same model from two checkouts would differ in bytes, a bundle of
+    them would not be reproducible, and local paths would ship to devices.
     """
     import onnx
 
     model = onnx.load(str(path))
+    model.doc_string = ""
+    del model.metadata_props[:]
+    nodes = list(model.graph.node) + [n for f in model.functions for n in f.node]
     del model.graph.metadata_props[:]
+    model.graph.doc_string = ""
+    while nodes:
+        node = nodes.pop()
+        del node.metadata_props[:]  # stack traces with source paths and line numbers
+        node.doc_string = ""
+        for attr in node.attribute:  # nodes of subgraphs (If, Loop, Scan)
+            subgraphs = [attr.g] if attr.HasField("g") else list(attr.graphs)
+            for graph in subgraphs:
+                del graph.metadata_props[:]
+                nodes.extend(graph.node)
     onnx.save(model, str(path))
 
 

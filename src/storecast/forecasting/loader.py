@@ -10,9 +10,16 @@ Every problem raises ``DataError`` naming the file, the column and the first off
 
 Missing-hours policy: the history is laid on a dense hourly grid. An hour with no row is
 *missing*: its sales are unknown, masked out of the training loss and out of every metric.
-Its covariates are filled so inputs stay complete: temperature and footfall from the
-nearest earlier hour of the same store (else the nearest later one), precipitation, promo and
-holiday with 0. Covariate cells left empty in the file are filled the same way.
+Its covariates are filled so inputs stay complete: temperature from the nearest earlier
+hour of the same store (else the nearest later one), footfall from the nearest earlier hour
+only (it tracks sales, so never from later hours; else 0), precipitation, promo and holiday
+with 0. Covariate cells left empty in the file are filled the same way. As model inputs,
+the sales and footfall of a missing hour are then replaced by the same hour a week (else a
+day) earlier; see ``storecast.forecasting.features``.
+
+A file whose stores have a gap of more than 90 days between two rows, or whose dense grid
+would exceed 50 million store-hours, is refused: that is a mistyped timestamp more often
+than real data.
 ``StoreHistory.filled_hours`` counts the missing hours inside each store's first..last row.
 """
 
@@ -30,16 +37,24 @@ from storecast.forecasting.history import Oracle, StoreHistory
 
 log = logging.getLogger(__name__)
 MAX_SHOWN = 3  # offending rows quoted in an error
+MAX_GRID_CELLS = 50_000_000  # stores x hours of the dense grid
+MAX_GAP_HOURS = 90 * 24  # longest gap between two rows of a store before it is refused
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
+def _row_label(path: Path, index: int) -> str:
+    return f"row {index}" if _is_parquet(path) else f"line {index + 2}"
 
 
 def _where(
     path: Path, df: pd.DataFrame, bad: pd.Series, column: str, what: str, hint: str = ""
 ) -> DataError:
     rows = df.index[bad.to_numpy()]
-    csv = path.suffix.lower() != ".parquet"
     shown = ", ".join(
-        (f"line {i + 2}" if csv else f"row {i}") + f" ({df.at[i, column]!r})"
-        for i in rows[:MAX_SHOWN]
+        f"{_row_label(path, i)} ({str(df.at[i, column])!r})" for i in rows[:MAX_SHOWN]
     )
     more = f" and {len(rows) - MAX_SHOWN} more" if len(rows) > MAX_SHOWN else ""
     hint = f"; {hint}" if hint else ""
@@ -51,7 +66,7 @@ def _read(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: no such file")
     suffixes = "".join(path.suffixes[-2:]).lower()
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if _is_parquet(path):
             df = pd.read_parquet(path)
         elif suffixes.endswith((".csv", ".csv.gz")):
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -66,11 +81,18 @@ def _read(path: Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+_BOOLEANS = {"true": "1", "false": "0"}
+
+
 def _numeric(df: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
-    """The column as finite floats (NaN where not a number) and where it was left empty."""
+    """The column as finite floats (NaN where not a number) and where it was left empty.
+
+    ``true``/``false`` (any case, or real booleans) count as 1/0, for flag columns.
+    """
     raw = df[column]
     as_text = raw.astype(str).str.strip()
     blank = raw.isna() | (as_text == "") | (as_text.str.lower().isin(["nan", "none", "null"]))
+    as_text = as_text.str.lower().replace(_BOOLEANS)
     values = pd.to_numeric(as_text.where(~blank), errors="coerce")
     return values.where(np.isfinite(values)), blank
 
@@ -158,6 +180,14 @@ def _check_hourly(path: Path, stores: np.ndarray, hours: np.ndarray) -> None:
             f"{path}: column 'ts': rows are {int(np.median(gaps))} hours apart "
             "(median per store); storecast needs hourly data"
         )
+    if gaps.size and gaps.max() > MAX_GAP_HOURS:
+        at = int(np.argmax(np.where(same, np.diff(h), 0)))
+        before, after = int(order[at]), int(order[at + 1])
+        raise DataError(
+            f"{path}: column 'ts': store {s[at]!r} has a gap of {int(gaps.max())} hours "
+            f"between {_row_label(path, before)} and {_row_label(path, after)} (more than "
+            f"{MAX_GAP_HOURS // 24} days); is a timestamp mistyped?"
+        )
 
 
 def _grid(
@@ -171,6 +201,11 @@ def _grid(
     store_ids = tuple(sorted(set(stores.tolist())))
     start = hours.min()
     n_hours = int((hours.max() - start).astype(int)) + 1
+    if len(store_ids) * n_hours > MAX_GRID_CELLS:
+        raise DataError(
+            f"{path}: {len(store_ids)} stores over {n_hours:,} hours is more than "
+            f"{MAX_GRID_CELLS:,} store-hours; split the file or check its timestamps"
+        )
     s_idx = np.searchsorted(np.array(store_ids), stores)
     t_idx = (hours - start).astype(np.int64)
     shape = (len(store_ids), n_hours)
@@ -188,11 +223,13 @@ def _grid(
     np.maximum.at(last, s_idx, t_idx)
     filled = int(sum(last[i] - first[i] + 1 - observed[i].sum() for i in range(len(store_ids))))
 
-    def carried(column: str, default: float) -> np.ndarray:
+    def carried(column: str, default: float, backward: bool) -> np.ndarray:
         if column not in covariates:
             return np.full(shape, default)
-        frame = pd.DataFrame(cells(covariates[column].to_numpy(dtype=float)).T)
-        return np.asarray(np.nan_to_num(frame.ffill().bfill().to_numpy().T, nan=default))
+        frame = pd.DataFrame(cells(covariates[column].to_numpy(dtype=float)).T).ffill()
+        if backward:
+            frame = frame.bfill()
+        return np.asarray(np.nan_to_num(frame.to_numpy().T, nan=default))
 
     def zero_filled(column: str) -> np.ndarray:
         if column not in covariates:
@@ -212,8 +249,9 @@ def _grid(
         store_ids=store_ids,
         sales=cells(sales),
         observed=observed,
-        footfall=carried(schema.FOOTFALL, 0.0),
-        temperature_c=carried(schema.TEMPERATURE, 15.0),
+        # footfall tracks sales: carried forward only, never from later hours
+        footfall=carried(schema.FOOTFALL, 0.0, backward=False),
+        temperature_c=carried(schema.TEMPERATURE, 15.0, backward=True),
         precip_mm=zero_filled(schema.PRECIP),
         is_holiday=(zero_filled(schema.HOLIDAY) > 0).astype(float),
         promo=(zero_filled(schema.PROMO) > 0).astype(float),

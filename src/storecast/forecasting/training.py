@@ -9,7 +9,6 @@ fresh simulated weather-forecast error each time (see ``features.WindowBuilder.b
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from storecast.common.clock import Clock, SystemClock
 from storecast.common.errors import DataError
 from storecast.forecasting.features import FeatureSpec, WindowBuilder, Windows
 from storecast.forecasting.history import StoreHistory
@@ -117,6 +117,7 @@ class Trainer:
         on_step: Callable[[int, int], None] | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
         on_best: Callable[[DemandLSTM, EpochStats], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.history = history
         self.spec = spec or FeatureSpec()
@@ -124,6 +125,7 @@ class Trainer:
         self.config = config
         self.split = Split.of(history.n_hours, self.spec, config)
         self.on_step, self.on_epoch, self.on_best = on_step, on_epoch, on_best
+        self.clock = clock or SystemClock()
 
     def fit(self) -> TrainResult:
         """Train until early stopping, the epoch limit, the time budget or Ctrl-C.
@@ -132,9 +134,17 @@ class Trainer:
         cleanly (``stopped == "interrupted"``) instead of raising.
         """
         cfg = self.config
-        torch.manual_seed(cfg.seed)
+        threads = torch.get_num_threads()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        try:
+            return self._fit()
+        finally:
+            torch.set_num_threads(threads)
+
+    def _fit(self) -> TrainResult:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         builder = WindowBuilder(self.history, self.spec)
         val = _tensors(
@@ -152,7 +162,7 @@ class Trainer:
         )
         best_state = {k: v.clone() for k, v in model.state_dict().items()}
         result = TrainResult(model=model, best_epoch=0, best_val_loss=float("inf"))
-        started = time.monotonic()
+        started = self.clock.monotonic()
         lo, hi = self.split.train_origins
         total = cfg.max_epochs * cfg.steps_per_epoch
         try:
@@ -175,7 +185,11 @@ class Trainer:
                 val_loss = self._validate(model, val, quantiles)
                 improved = val_loss < result.best_val_loss
                 stats = EpochStats(
-                    epoch, float(np.mean(losses)), val_loss, improved, time.monotonic() - started
+                    epoch,
+                    float(np.mean(losses)),
+                    val_loss,
+                    improved,
+                    self.clock.monotonic() - started,
                 )
                 result.epochs.append(stats)
                 if improved:
@@ -198,7 +212,7 @@ class Trainer:
             )
         model.load_state_dict(best_state)
         model.eval()
-        result.seconds = time.monotonic() - started
+        result.seconds = self.clock.monotonic() - started
         return result
 
     @staticmethod

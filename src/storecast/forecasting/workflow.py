@@ -6,17 +6,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from storecast import __version__
-from storecast.common.errors import ConfigError
+from storecast.common.clock import Clock, SystemClock
+from storecast.common.errors import ConfigError, ModelError
 from storecast.common.files import atomic_write_bytes
 from storecast.forecasting.backtest import backtest_origins, run_backtest
 from storecast.forecasting.checkpoint import (
@@ -140,7 +141,18 @@ def metrics_path(model_path: Path) -> Path:
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically."""
-    atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
+    atomic_write_bytes(path, (json.dumps(_finite(data), indent=2) + "\n").encode())
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities become null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -160,13 +172,16 @@ def train_and_evaluate(
     model_config: ModelConfig | None = None,
     on_step: Callable[[int, int], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
+    clock: Clock | None = None,
 ) -> TrainOutcome:
     """Train on ``data`` and write the checkpoint ``out`` and its metrics file.
 
     The checkpoint is rewritten at every validation improvement, so Ctrl-C leaves the
     best one so far on disk. The metrics come from a rolling-origin backtest of the
-    hold-out tail (``test_days``), which training and early stopping never saw.
+    hold-out tail (``test_days``), which training and early stopping never saw; they
+    record the checkpoint's sha256, so they can't be mistaken for another run's.
     """
+    clock = clock or SystemClock()
     if out.suffix != ".pt":
         raise ConfigError(f"{out}: the checkpoint file name must end in .pt")
     spec = FeatureSpec()
@@ -174,10 +189,12 @@ def train_and_evaluate(
     mcfg = model_config or (quick_model_config(spec) if quick else ModelConfig.for_features(spec))
     if tcfg.test_days % 7:
         raise ConfigError("test_days must be whole weeks")
+    mpath = metrics_path(out)
+    mpath.unlink(missing_ok=True)  # a previous run's metrics never sit beside new weights
 
     def meta(stats: EpochStats | None) -> dict[str, Any]:
         return {
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created": clock.now().isoformat(timespec="seconds"),
             "storecast_version": __version__,
             "code_commit": code_commit(),
             "quick": quick,
@@ -191,11 +208,20 @@ def train_and_evaluate(
         save_checkpoint(out, make_checkpoint(model, spec, meta(stats)))
 
     trainer = Trainer(
-        data.history, mcfg, tcfg, spec, on_step=on_step, on_epoch=on_epoch, on_best=save
+        data.history,
+        mcfg,
+        tcfg,
+        spec,
+        on_step=on_step,
+        on_epoch=on_epoch,
+        on_best=save,
+        clock=clock,
     )
     result = trainer.fit()
     if result.stopped == "interrupted" or not result.epochs:
         return TrainOutcome(result, out, None, None)
+    if result.best_epoch == 0:
+        raise ModelError("training diverged: the validation loss was never finite")
     best = next(e for e in result.epochs if e.epoch == result.best_epoch)
     checkpoint = make_checkpoint(result.model, spec, meta(best))
     checkpoint["meta"]["stopped"] = result.stopped
@@ -216,25 +242,43 @@ def train_and_evaluate(
         "train_seconds": round(result.seconds, 1),
     }
     report["data"] = data.info
-    mpath = metrics_path(out)
+    report["checkpoint_sha256"] = file_digest(out)
     write_json(mpath, report)
     return TrainOutcome(result, out, report, mpath)
 
 
 def evaluate_checkpoint(path: Path, data: DataSource | None = None) -> dict[str, Any]:
-    """Backtest a checkpoint over the last four weeks of ``data``.
+    """Backtest a checkpoint over the tail of ``data`` it was trained to be scored on.
 
-    Without ``data``, the synthetic chain the model was trained on (or the default one).
+    The tail is as long as the checkpoint's hold-out (``test_days``, 4 weeks by default);
+    inputs are built with the checkpoint's own feature spec. Without ``data``, the
+    synthetic chain the model was trained on; a model trained on a file needs ``data``.
     """
     loaded = load_checkpoint(path)
+    trained_on = loaded.meta.get("data") or {}
     if data is None:
-        synth = (loaded.meta.get("data") or {}).get("synthetic")
-        data = synthetic_source(ChainConfig(**synth) if synth else ChainConfig())
-    report = run_backtest(data.history, {"lstm": torch_forecaster(loaded.model)})
+        synth = trained_on.get("synthetic")
+        if not isinstance(synth, dict):
+            raise ConfigError(
+                f"{path} was trained on {trained_on.get('source', 'unknown data')}; "
+                "give the history to evaluate on with --data FILE"
+            )
+        try:
+            data = synthetic_source(ChainConfig(**synth))
+        except (TypeError, ValueError) as exc:
+            raise ModelError(f"{path}: unreadable training-data record ({exc})") from exc
+    test_days = int((loaded.meta.get("train") or {}).get("test_days", 28))
+    report = run_backtest(
+        data.history,
+        {"lstm": torch_forecaster(loaded.model)},
+        origins=backtest_origins(data.history.n_hours, weeks=max(test_days // 7, 1)),
+        spec=loaded.spec,
+    )
     report["model"] = {
         "checkpoint": str(path),
         "config": loaded.model.config.to_dict(),
-        "trained_on": (loaded.meta.get("data") or {}).get("source"),
+        "trained_on": trained_on.get("source"),
     }
+    report["checkpoint_sha256"] = file_digest(path)
     report["data"] = data.info
     return report
