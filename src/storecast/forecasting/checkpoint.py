@@ -68,11 +68,8 @@ def load_checkpoint(source: Path | bytes, *, label: str | None = None) -> Loaded
     """
     path = label or ("checkpoint" if isinstance(source, bytes) else str(source))
     try:
-        ckpt = torch.load(
-            io.BytesIO(source) if isinstance(source, bytes) else source,
-            map_location="cpu",
-            weights_only=True,
-        )
+        stream = io.BytesIO(source) if isinstance(source, bytes) else source
+        ckpt = torch.load(stream, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"{path}: no such checkpoint") from None
     except IsADirectoryError:
