@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -15,17 +17,7 @@ CHAIN = generate_chain(ChainConfig(stores=3, days=30, seed=9)).history
 
 
 def with_sales(h: StoreHistory, sales: np.ndarray) -> StoreHistory:
-    return StoreHistory(
-        start=h.start,
-        store_ids=h.store_ids,
-        sales=sales,
-        observed=h.observed,
-        footfall=h.footfall,
-        temperature_c=h.temperature_c,
-        precip_mm=h.precip_mm,
-        is_holiday=h.is_holiday,
-        promo=h.promo,
-    )
+    return replace(h, sales=sales)
 
 
 def test_shapes_follow_the_spec():
@@ -80,17 +72,7 @@ def test_missing_hours_are_filled_from_last_week_and_flagged():
     observed = h.observed.copy()
     observed[0, 350] = False
     sales = np.where(observed, h.sales, np.nan)
-    gappy = StoreHistory(
-        start=h.start,
-        store_ids=h.store_ids,
-        sales=sales,
-        observed=observed,
-        footfall=h.footfall,
-        temperature_c=h.temperature_c,
-        precip_mm=h.precip_mm,
-        is_holiday=h.is_holiday,
-        promo=h.promo,
-    )
+    gappy = replace(h, sales=sales, observed=observed)
     w = WindowBuilder(gappy).build(np.array([0, 0]), np.array([400, 340]))
     pos = 350 - (400 - 168)
     assert w.past[0, pos, PAST_CHANNELS.index("observed")] == 0

@@ -15,7 +15,7 @@ import numpy as np
 from storecast.common.errors import DataError
 from storecast.forecasting import metrics, schema
 from storecast.forecasting.features import FUTURE_CHANNELS, FeatureSpec, WindowBuilder, Windows
-from storecast.forecasting.history import StoreHistory
+from storecast.forecasting.history import StoreHistory, iso_hour
 
 Forecaster = Callable[[Windows], np.ndarray]
 TRADING_WEEKS = 4  # weeks of history that decide whether an hour-of-week slot trades
@@ -154,8 +154,8 @@ def run_backtest(
     stamps = history.hours[origins]
     report["backtest"] = {
         "origins": int(origins.size),
-        "first_origin": f"{np.datetime_as_string(stamps[0], unit='h')}:00:00Z",
-        "last_origin": f"{np.datetime_as_string(stamps[-1], unit='h')}:00:00Z",
+        "first_origin": iso_hour(stamps[0]),
+        "last_origin": iso_hour(stamps[-1]),
         "horizon_hours": int(windows.target.shape[1]),
         "stores": history.n_stores,
         "forecast_hours_scored": int(windows.mask.sum()),

@@ -19,6 +19,11 @@ from storecast.common.files import atomic_path
 from storecast.forecasting import schema
 
 
+def iso_hour(hour: np.datetime64) -> str:
+    """An hour as an ISO 8601 UTC timestamp: ``2025-03-01T14:00:00Z``."""
+    return f"{np.datetime_as_string(hour, unit='h')}:00:00Z"
+
+
 @dataclass(frozen=True)
 class Oracle:
     """The true conditional distribution of sales, known only for synthetic data."""
@@ -75,11 +80,10 @@ class StoreHistory:
 
     def rows(self) -> Iterator[dict[str, object]]:
         """Observed cells as schema rows, ordered by store then hour."""
-        stamps = np.datetime_as_string(self.hours, unit="h")
         for s, store in enumerate(self.store_ids):
             for t in np.flatnonzero(self.observed[s]):
                 row: dict[str, object] = {
-                    schema.TS: f"{stamps[t]}:00:00Z",
+                    schema.TS: iso_hour(self.hours[t]),
                     schema.STORE_ID: store,
                     schema.SALES: int(self.sales[s, t]),
                     schema.FOOTFALL: int(self.footfall[s, t]),

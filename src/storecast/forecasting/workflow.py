@@ -9,7 +9,7 @@ import json
 import math
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from storecast.forecasting.checkpoint import (
     torch_forecaster,
 )
 from storecast.forecasting.features import FeatureSpec
-from storecast.forecasting.history import StoreHistory
+from storecast.forecasting.history import StoreHistory, iso_hour
 from storecast.forecasting.model import DemandLSTM, ModelConfig
 from storecast.forecasting.synthetic import ChainConfig, generate_chain
 from storecast.forecasting.training import (
@@ -55,12 +55,7 @@ def synthetic_source(config: ChainConfig) -> DataSource:
         {
             "source": history.source,
             "sha256": history_digest(history),
-            "synthetic": {
-                "stores": config.stores,
-                "days": config.days,
-                "seed": config.seed,
-                "start": config.start,
-            },
+            "synthetic": asdict(config),  # everything needed to regenerate it
             **_shape_info(history),
         },
     )
@@ -86,7 +81,7 @@ def _shape_info(h: StoreHistory) -> dict[str, Any]:
     return {
         "stores": h.n_stores,
         "hours": h.n_hours,
-        "start": f"{np.datetime_as_string(h.start, unit='h')}:00:00Z",
+        "start": iso_hour(h.start),
         "filled_hours": h.filled_hours,
     }
 
