@@ -1,0 +1,74 @@
+"""Registry settings: defaults, then ``STORECAST_*`` environment variables, then arguments."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+
+from storecast.common.clock import Clock, SystemClock
+from storecast.common.errors import ConfigError
+
+DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024  # bytes
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Where the registry keeps its state and how it behaves."""
+
+    home: Path
+    database_url: str = ""  # empty: SQLite at home/registry.db
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    timestamp_expiry: timedelta = timedelta(days=1)  # TUF timestamp lifetime
+    snapshot_expiry: timedelta = timedelta(days=7)
+    targets_expiry: timedelta = timedelta(days=365)
+    last_seen_every: timedelta = timedelta(seconds=30)  # coarsest last-seen update per device
+    clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'registry.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def root_key_path(self) -> Path:
+        return self.home / "offline" / "root.pem"
+
+    @property
+    def trusted_root_path(self) -> Path:
+        return self.home / "1.root.json"
+
+    @classmethod
+    def from_env(cls, home: Path, env: dict[str, str] | None = None) -> RegistryConfig:
+        """Defaults overridden by ``STORECAST_DATABASE_URL``, ``STORECAST_MAX_UPLOAD_BYTES``
+        and ``STORECAST_TIMESTAMP_EXPIRY_S``."""
+        env = dict(os.environ) if env is None else env
+        config = cls(home=home)
+        if url := env.get("STORECAST_DATABASE_URL"):
+            config = replace(config, database_url=url)
+        if raw := env.get("STORECAST_MAX_UPLOAD_BYTES"):
+            config = replace(
+                config, max_upload_bytes=_positive_int("STORECAST_MAX_UPLOAD_BYTES", raw)
+            )
+        if raw := env.get("STORECAST_TIMESTAMP_EXPIRY_S"):
+            seconds = _positive_int("STORECAST_TIMESTAMP_EXPIRY_S", raw)
+            config = replace(config, timestamp_expiry=timedelta(seconds=seconds))
+        return config
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
