@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from storecast.cli._app import app, console
+from storecast.cli._app import app, console, fail
 
 bundle_app = typer.Typer(help="Model bundles: inspect and verify.", no_args_is_help=True)
 app.add_typer(bundle_app, name="bundle")
@@ -18,8 +18,16 @@ app.add_typer(bundle_app, name="bundle")
 def package(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.pt).")],
     name: Annotated[str, typer.Option(help="Model name, e.g. demand-lstm.")] = "demand-lstm",
-    version: Annotated[int, typer.Option(min=1, help="Version number of this bundle.")] = 1,
+    version: Annotated[
+        str, typer.Option(help="Version number, or 'auto' for the registry's next one.")
+    ] = "1",
     out: Annotated[Path, typer.Option("--out", help="Folder for the bundle.")] = Path("dist"),
+    registry: Annotated[
+        str | None, typer.Option(help="Registry URL for --version auto [env: STORECAST_REGISTRY].")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(help="Token for --version auto [env: STORECAST_TOKEN].")
+    ] = None,
 ) -> None:
     """Package a checkpoint as a deterministic bundle (model.pt, model.onnx, metadata.json).
 
@@ -28,8 +36,9 @@ def package(
     """
     from storecast.bundle.packaging import build_bundle
 
+    number = _version_number(version, name, registry, token)
     with console.status("exporting, checking parity, packaging"):
-        built = build_bundle(checkpoint, name=name, version=version, out_dir=out)
+        built = build_bundle(checkpoint, name=name, version=number, out_dir=out)
     meta = built.bundle.metadata
     console.print(
         f"wrote {built.path} ({built.bundle.size:,} bytes)\n"
@@ -37,6 +46,19 @@ def package(
         f"  sha256 {built.bundle.sha256}",
         highlight=False,
     )
+
+
+def _version_number(version: str, name: str, registry: str | None, token: str | None) -> int:
+    if version == "auto":
+        from storecast.client import CloudClient
+
+        with CloudClient.from_env(registry, token) as client:
+            number = client.next_version(name)
+        console.print(f"the registry's next version of {name} is v{number}", highlight=False)
+        return number
+    if not version.isdigit() or int(version) < 1:
+        raise fail(f"--version must be a whole number >= 1 or 'auto', got {version!r}")
+    return int(version)
 
 
 @bundle_app.command("verify")
