@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from storecast import __version__
+from storecast.client import ApiRefused
 from storecast.common.errors import ConfigError, DataError, ModelError, StorecastError
 
 console = Console()
@@ -24,8 +25,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Modules of the `train` extra: an edge install has none of them.
+# Modules of the `train` and `cloud` extras: an edge install has none of them.
 TRAINING_MODULES = frozenset({"torch", "onnx", "onnxscript", "pandas", "pyarrow"})
+CLOUD_MODULES = frozenset({"sqlalchemy", "alembic", "gunicorn", "psycopg"})
 USAGE_ERROR = 2  # exit code for bad input: data, arguments, model files
 INTERRUPTED = 130  # exit code after Ctrl-C
 
@@ -73,12 +75,16 @@ def main() -> None:
             f"[bold red]error:[/] {where}{exc.strerror or exc}", highlight=False, soft_wrap=True
         )
         sys.exit(USAGE_ERROR)
+    except ApiRefused as exc:  # the server said no: 4xx is the caller's input, 5xx is not
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(USAGE_ERROR if 400 <= exc.status < 500 else 1)
     except ModuleNotFoundError as exc:
-        if exc.name not in TRAINING_MODULES:
+        extra = "train" if exc.name in TRAINING_MODULES else "cloud"
+        if exc.name not in TRAINING_MODULES | CLOUD_MODULES:
             raise
         err_console.print(
-            f"[bold red]error:[/] this command needs {exc.name}, part of the training extra: "
-            "pip install 'storecast[train]'",
+            f"[bold red]error:[/] this command needs {exc.name}, part of the {extra} extra: "
+            f"pip install 'storecast[{extra}]'",
             highlight=False,
             soft_wrap=True,
         )
