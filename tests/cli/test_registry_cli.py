@@ -112,7 +112,7 @@ def test_serve_without_init_says_what_to_do(tmp_path: Path) -> None:
 def test_operator_workflow_through_the_cli(
     served: tuple[str, str, Path], trained_checkpoint: Path, tmp_path: Path
 ) -> None:
-    url, admin, home = served
+    url, admin, _home = served
     reg = ("--registry", url)
 
     made = run("tokens", "create", "--name", "ml-team", "--role", "publisher", *reg, token=admin)
