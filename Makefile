@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.storecast-installed
 
-.PHONY: test demo bench lint typecheck constraints clean
+.PHONY: test demo bench lint typecheck docs constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+# Regenerate docs/api.md from the cloud app's OpenAPI document (a test checks it is current).
+docs: $(STAMP)
+	$(BIN)/python -m storecast.cloud.apidoc docs/api.md
 
 # Re-pin the versions CI tests with (run after changing dependencies in pyproject.toml).
 constraints: $(STAMP)
