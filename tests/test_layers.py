@@ -41,3 +41,18 @@ def test_forecasting_exports():
         "generate_chain",
         "run_backtest",
     }
+
+
+def test_registry_and_cloud_never_import_torch_or_pandas():
+    # The cloud services validate bundles without the training stack.
+    mods = imported_modules("import storecast.registry, storecast.cloud")
+    assert "torch" not in mods
+    assert "pandas" not in mods
+
+
+def test_device_side_code_never_imports_cloud_code():
+    # A device talks to the registry over HTTP only: no registry, SQLAlchemy or gunicorn.
+    mods = imported_modules("import storecast.common.tuf_client, storecast.client")
+    assert not any(m.startswith("storecast.registry") for m in mods)
+    assert "sqlalchemy" not in mods
+    assert "gunicorn" not in mods

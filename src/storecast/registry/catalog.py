@@ -52,6 +52,8 @@ def publish(registry: Registry, data: bytes, who: Principal) -> Published:
     try:
         with registry.db.transaction(write=True) as session:
             lock_state(session)
+            if not registry.artifacts.exists(digest):  # a failed twin publish removed it
+                registry.artifacts.put(data)
             existing = _version_row(session, meta.name, meta.version)
             if existing is not None:
                 if existing.sha256 != digest:
@@ -89,18 +91,21 @@ def publish(registry: Registry, data: bytes, who: Principal) -> Published:
             )
         return Published(row, created=True)
     except BaseException:
-        if created_file and not _artifact_referenced(registry, digest):
-            registry.artifacts.delete(digest)
+        if created_file:
+            _remove_unreferenced(registry, digest)
         raise
 
 
-def _artifact_referenced(registry: Registry, digest: str) -> bool:
+def _remove_unreferenced(registry: Registry, digest: str) -> None:
+    """Delete an artifact file no version refers to (under the registry lock, so a
+    concurrent publish of the same bytes re-creates it if it needs it)."""
     try:
-        with registry.db.transaction() as session:
-            return session.get(ArtifactRow, digest) is not None
+        with registry.db.transaction(write=True) as session:
+            lock_state(session)
+            if session.get(ArtifactRow, digest) is None:
+                registry.artifacts.delete(digest)
     except Exception:  # the database is down: keep the file, an orphan is harmless
         log.exception("could not check whether artifact %s is referenced", digest)
-        return True
 
 
 def withdraw(registry: Registry, name: str, version: int, reason: str) -> ModelVersionRow:

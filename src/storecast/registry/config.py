@@ -26,6 +26,22 @@ class RegistryConfig:
     last_seen_every: timedelta = timedelta(seconds=30)  # coarsest last-seen update per device
     clock: Clock = field(default_factory=SystemClock)
 
+    def __post_init__(self) -> None:
+        # Expiring metadata is re-signed when the timestamp is fetched within half its
+        # lifetime; that must come around before the snapshot (and targets) expire.
+        if self.timestamp_expiry * 2 > self.snapshot_expiry:
+            raise ConfigError(
+                f"the TUF timestamp lifetime ({self.timestamp_expiry}) must be at most half "
+                f"the snapshot lifetime ({self.snapshot_expiry})"
+            )
+        if self.snapshot_expiry * 2 > self.targets_expiry:
+            raise ConfigError(
+                f"the TUF snapshot lifetime ({self.snapshot_expiry}) must be at most half "
+                f"the targets lifetime ({self.targets_expiry})"
+            )
+        if self.max_upload_bytes <= 0:
+            raise ConfigError("max_upload_bytes must be positive")
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'registry.db').resolve()}"

@@ -8,6 +8,7 @@ workers or replicas produce one linear history of targets, snapshot and timestam
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -18,6 +19,8 @@ from storecast.common.cloud import Database
 from storecast.registry.config import RegistryConfig
 from storecast.registry.tables import RegistryStateRow, TufMetadataRow
 from storecast.registry.tuf_repo import Expiry, OnlineKeys, TufRepository
+
+log = logging.getLogger(__name__)
 
 
 class SqlMetadataStore:
@@ -89,10 +92,16 @@ def serve_metadata(
         return data
     if not _expires_soon(data, config.clock.now(), config.timestamp_expiry):
         return data
-    with db.transaction(write=True) as session:
-        lock_state(session)
-        repository(session, config, keys).refresh()
-        return SqlMetadataStore(session, config.clock).latest("timestamp")
+    try:
+        with db.transaction(write=True) as session:
+            lock_state(session)
+            repository(session, config, keys).refresh()
+            return SqlMetadataStore(session, config.clock).latest("timestamp")
+    except Exception:
+        # The stored timestamp is still valid for a while and clients check expiry
+        # themselves: serving it beats taking every device offline.
+        log.exception("could not re-sign the TUF timestamp; serving the current one")
+        return data
 
 
 def refresh(db: Database, config: RegistryConfig, keys: OnlineKeys) -> bool:

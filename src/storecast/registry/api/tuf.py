@@ -9,12 +9,14 @@ device trusts.
 from __future__ import annotations
 
 from flask import Blueprint, Response, send_file
+from sqlalchemy import select
 
 from storecast.common.auth import Role
 from storecast.common.cloud import audited, authorize, set_audit_resource
 from storecast.common.web import ApiError, endpoint
 from storecast.registry.context import current_registry
 from storecast.registry.signing import serve_metadata
+from storecast.registry.tables import ModelVersionRow
 from storecast.registry.tuf_repo import parse_metadata_path, parse_target_request
 
 bp = Blueprint("tuf", __name__, url_prefix="/tuf")
@@ -59,7 +61,7 @@ def target(path: str) -> Response:
     set_audit_resource(f"target:{path}")
     parsed = parse_target_request(path)
     registry = current_registry()
-    if parsed is None or not registry.artifacts.exists(parsed[1]):
+    if parsed is None or not _is_live_target(*parsed):
         raise ApiError(404, "not_found", f"no TUF target {path!r}")
     target_path, sha256 = parsed
     set_audit_resource(f"target:{target_path}", sha256=sha256)
@@ -70,3 +72,17 @@ def target(path: str) -> Response:
         conditional=True,
         max_age=31536000,
     )
+
+
+def _is_live_target(target_path: str, sha256: str) -> bool:
+    """Whether a published, not withdrawn, version has this target path and digest."""
+    registry = current_registry()
+    with registry.db.transaction() as session:
+        found = session.execute(
+            select(ModelVersionRow.id).where(
+                ModelVersionRow.target_path == target_path,
+                ModelVersionRow.sha256 == sha256,
+                ModelVersionRow.withdrawn_at.is_(None),
+            )
+        ).first()
+    return found is not None and registry.artifacts.exists(sha256)
