@@ -23,3 +23,8 @@ def test_demo_trains_exports_and_evaluates(tmp_path):
 
     bundle = verify_bundle(home / "dist" / "demand-lstm-v1.tar")
     assert bundle.metadata.metrics == metrics
+    # The device fetched the published bundle through TUF: same bytes as the packaged one.
+    downloads = list((home / "devices" / "edge-S001" / "downloads").iterdir())
+    assert len(downloads) == 1
+    assert verify_bundle(downloads[0]).sha256 == bundle.sha256
+    assert "intact: True" in run.stdout

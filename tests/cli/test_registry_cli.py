@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from storecast._process import stop, wait_healthy
 
 TOKEN = re.compile(r"sct_[A-Za-z0-9_-]{20,}")
 
@@ -29,18 +29,6 @@ def run(*args: str | Path, token: str | None = None) -> subprocess.CompletedProc
         env=env,
         timeout=300,
     )
-
-
-def wait_healthy(url: str, deadline_s: float = 60) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not become healthy")
 
 
 @pytest.fixture
@@ -82,15 +70,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         found = re.search(r"http://[\d.]+:\d+", line)
         assert found, line + (proc.stderr.read() if proc.stderr else "")
         url = found.group(0)
-        wait_healthy(url)
+        wait_healthy(url, proc)
         yield url, admin.group(0), home
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+        stop(proc)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
 
 
