@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -151,21 +151,8 @@ def append(session: Session, entry: AuditEntry) -> AuditRow:
         select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
     ).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    row = AuditRow(
-        seq=seq,
-        ts=entry.ts.astimezone(UTC),
-        actor=entry.actor,
-        role=entry.role,
-        action=entry.action,
-        resource=entry.resource,
-        outcome=entry.outcome,
-        status=entry.status,
-        request_id=entry.request_id,
-        client_addr=entry.client_addr,
-        detail=canonical(entry.detail),
-        prev_hash=prev,
-        hash="",
-    )
+    fields = asdict(entry) | {"ts": entry.ts.astimezone(UTC), "detail": canonical(entry.detail)}
+    row = AuditRow(seq=seq, prev_hash=prev, hash="", **fields)
     row.hash = chain_hash(prev, _content(row))
     session.add(row)
     session.flush()
