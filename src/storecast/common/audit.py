@@ -50,7 +50,7 @@ class AuditRow(Base):
     actor: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(64))
-    resource: Mapped[str] = mapped_column(String(300))
+    resource: Mapped[str] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))
     status: Mapped[int] = mapped_column(Integer)
     request_id: Mapped[str] = mapped_column(String(64))

@@ -3,10 +3,10 @@
 A token is shown once when it is created and stored only as its SHA-256 (tokens are 256
 random bits, so a fast hash is enough). Roles:
 
-    admin      tokens, devices, deployments, aliases, withdrawals, audit
-    publisher  publish versions, move aliases, deploy
-    device     its own assignment and its model downloads (bound to one device_id)
-    viewer     read-only: models, deployments, devices, analytics
+    admin      everything, and alone: tokens, device enrolment and decommissioning
+    publisher  publish versions, move aliases, withdraw versions, deploy
+    device     its own record, assignment and model downloads (bound to one device_id)
+    viewer     read-only: models, deployments, devices, the audit log, analytics
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, g, request
-from sqlalchemy import Engine, select
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy import Engine, Result, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 _EXTENSION = "storecast.database"
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -55,6 +56,17 @@ class Database:
 def init_app(app: Flask, database: Database) -> None:
     app.extensions[_EXTENSION] = database
 
+    @app.after_request
+    def _audit_unrouted_changes(response: Response) -> Response:
+        # A mutating call that never reached an audited view (no such route, refused
+        # before routing) is still recorded: every attempt to change something is.
+        if request.method not in _READ_METHODS and not g.get("audited", False):
+            if g.get("principal") is None and (secret := _bearer()) is not None:
+                with database.transaction() as session:
+                    g.principal = lookup_token(session, secret)
+            _record(f"http.{request.method.lower()}", response.status_code)
+        return response
+
 
 def database() -> Database:
     """The ``Database`` of the current app."""
@@ -66,13 +78,19 @@ def principal() -> Principal:
     return cast(Principal, g.principal)
 
 
+# Built once: building and cache-keying the statement costs more than running it.
+_TOKEN_BY_HASH = select(TokenRow.id, TokenRow.name, TokenRow.role, TokenRow.device_id).where(
+    TokenRow.secret_sha256 == bindparam("secret_sha256"), TokenRow.revoked_at.is_(None)
+)
+
+
 def lookup_token(session: Session, secret: str) -> Principal | None:
     """The principal behind a bearer token, or None when unknown or revoked."""
-    row = session.execute(
-        select(TokenRow.id, TokenRow.name, TokenRow.role, TokenRow.device_id).where(
-            TokenRow.secret_sha256 == hash_secret(secret), TokenRow.revoked_at.is_(None)
-        )
-    ).first()
+    return _principal_of(session.execute(_TOKEN_BY_HASH, {"secret_sha256": hash_secret(secret)}))
+
+
+def _principal_of(result: Result[Any]) -> Principal | None:
+    row = result.first()
     if row is None:
         return None
     return Principal(row.id, row.name, Role(row.role), row.device_id)
@@ -86,13 +104,22 @@ def _bearer() -> str | None:
     return secret.strip()
 
 
-def authenticate() -> Principal:
-    """Resolve the request's bearer token (401 when missing, unknown or revoked)."""
+def authenticate(lookup: Callable[[str], Principal | None] | None = None) -> Principal:
+    """Resolve the request's bearer token (401 when missing, unknown or revoked).
+
+    ``lookup`` (secret -> principal, or None when unknown or revoked) replaces the token
+    query, so a hot view can answer it with the one query it runs anyway.
+    """
     secret = _bearer()
     if secret is None:
         raise ApiError(401, "unauthorized", "send a bearer token (Authorization: Bearer ...)")
-    with database().transaction() as session:
-        found = lookup_token(session, secret)
+    if lookup is not None:
+        found = lookup(secret)
+    else:  # a plain connection, not an ORM session: this runs on every authenticated call
+        with database().engine.connect() as conn:
+            found = _principal_of(
+                conn.execute(_TOKEN_BY_HASH, {"secret_sha256": hash_secret(secret)})
+            )
     if found is None:
         raise ApiError(401, "unauthorized", "the token is unknown or revoked")
     g.principal = found
@@ -143,11 +170,19 @@ def audited(action: str) -> Callable[[F], F]:
                 status = exc.code or 500
                 raise
             finally:
+                g.audited = True
                 _record(action, status)
 
         return cast(F, recorded)
 
     return wrap
+
+
+def _detail() -> dict[str, Any]:
+    detail = dict(g.get("audit_detail", {}))
+    if "error" not in detail and g.get("error_message"):
+        detail["error"] = g.error_message
+    return detail
 
 
 def _record(action: str, status: int) -> None:
@@ -158,12 +193,12 @@ def _record(action: str, status: int) -> None:
         actor=f"{who.token_id}:{who.name}" if who else "anonymous",
         role=who.role.value if who else "-",
         action=action,
-        resource=str(g.get("audit_resource", request.path)),
+        resource=str(g.get("audit_resource", request.path)).replace("\x00", "\\x00"),
         outcome=outcome,
         status=status,
         request_id=request_id(),
         client_addr=client_addr(),
-        detail=dict(g.get("audit_detail", {})),
+        detail=_detail(),
     )
     try:
         with database().transaction(write=True) as session:

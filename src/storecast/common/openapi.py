@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from storecast.common.web import EndpointSpec, ErrorBody
 
-_PARAM = re.compile(r"<(?:(?P<conv>[a-z]+):)?(?P<name>\w+)>")
+_PARAM = re.compile(r"<(?:(?P<conv>[a-z]+)(?:\((?P<args>[^)]*)\))?:)?(?P<name>\w+)>")
 _REF = "#/components/schemas/{model}"
 
 
@@ -25,9 +25,14 @@ def _path_and_params(rule: str) -> tuple[str, list[dict[str, Any]]]:
     params = []
     for match in _PARAM.finditer(rule):
         conv = match.group("conv") or "string"
-        schema: dict[str, Any] = (
-            {"type": "integer", "minimum": 0} if conv == "int" else {"type": "string"}
-        )
+        schema: dict[str, Any] = {"type": "string"}
+        if conv == "int":
+            bounds = dict(
+                part.split("=") for part in (match.group("args") or "").split(",") if part
+            )
+            schema = {"type": "integer", "minimum": int(bounds.get("min", 0))}
+            if "max" in bounds:
+                schema["maximum"] = int(bounds["max"])
         if conv in ("string", "default"):
             schema["pattern"] = "^[^/]+$"
         params.append(

@@ -95,6 +95,7 @@ def endpoint(
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    g.error_message = message  # for the audit record of this call
     body: dict[str, Any] = {"code": code, "message": message}
     body.update(extra)
     response = jsonify({"error": body})
@@ -154,6 +155,12 @@ def init_app(app: Flask) -> None:
     def _assign_request_id() -> None:
         incoming = request.headers.get("X-Request-ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.before_request
+    def _refuse_nul_in_path() -> None:
+        # No id or name holds a NUL byte, and PostgreSQL refuses to even compare one.
+        if "\x00" in request.path:
+            raise ApiError(404, "not_found", "no such resource (the path holds a NUL byte)")
 
     @app.after_request
     def _echo_request_id(response: Response) -> Response:

@@ -27,7 +27,9 @@ def register(app: Flask, config: RegistryConfig, database: Database) -> None:
 def base_app(name: str, database: Database, max_upload_bytes: int) -> Flask:
     """A Flask app with what every cloud service shares (errors, auth, health, metrics)."""
     app = Flask(name)
-    app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes
+    # One byte over the limit lets a view tell "too large" from "exactly the limit"
+    # also for chunked uploads, where werkzeug cuts the stream rather than refusing it.
+    app.config["MAX_CONTENT_LENGTH"] = max_upload_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     web.init_app(app)
     cloud.init_app(app, database)

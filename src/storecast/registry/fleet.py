@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from storecast.common.auth import Principal, Role, TokenRow, mint_token
+from storecast.common.auth import Principal, Role, TokenRow, hash_secret, mint_token
+from storecast.common.cloud import Database
 from storecast.common.web import ApiError
 from storecast.registry import schemas
 from storecast.registry.catalog import actor_name, get_version, load_catalog
@@ -22,6 +26,7 @@ from storecast.registry.resolver import (
     DeviceFacts,
     Selector,
     SelectorKind,
+    etag_of,
     resolve,
 )
 from storecast.registry.signing import bump_generation
@@ -153,6 +158,57 @@ class _Snapshot:
     catalog: Catalog
 
 
+@dataclass(frozen=True)
+class PolledDevice:
+    """What the assignment poll reads of a device."""
+
+    device_id: str
+    store_id: str
+    region: str
+    tags: frozenset[str]
+    last_seen_at: datetime | None
+    reported_model: str | None
+    reported_version: int | None
+    decommissioned_at: datetime | None
+
+
+# The poll's statements are built once: building and cache-keying a statement costs more
+# than running it. One query answers the whole poll: the caller's token (unknown or
+# revoked: no row), the device (NULLs when there is none) and the generation.
+_GENERATION = select(RegistryStateRow.generation).where(RegistryStateRow.id == 1)
+_POLL = (
+    select(
+        TokenRow.id.label("token_id"),
+        TokenRow.name.label("token_name"),
+        TokenRow.role.label("token_role"),
+        TokenRow.device_id.label("token_device_id"),
+        DeviceRow.device_id,
+        DeviceRow.store_id,
+        DeviceRow.region,
+        DeviceRow.tags_json,
+        DeviceRow.last_seen_at,
+        DeviceRow.reported_model,
+        DeviceRow.reported_version,
+        DeviceRow.decommissioned_at,
+        _GENERATION.scalar_subquery().label("generation"),
+    )
+    .select_from(TokenRow)
+    .outerjoin(DeviceRow, DeviceRow.device_id == bindparam("device_id"))
+    .where(TokenRow.secret_sha256 == bindparam("secret_sha256"), TokenRow.revoked_at.is_(None))
+)
+_DEVICE_ID = re.compile(schemas.ID_PATTERN)
+_ACTIVE_DEPLOYMENTS = select(DeploymentRow).where(DeploymentRow.status == "active")
+_RECORD_SEEN = (
+    update(DeviceRow)
+    .where(DeviceRow.device_id == bindparam("polled"))
+    .values(
+        last_seen_at=bindparam("seen"),
+        reported_model=bindparam("model"),
+        reported_version=bindparam("version"),
+    )
+)
+
+
 class AssignmentCache:
     """Active deployments and the catalog, reloaded only when the generation moves."""
 
@@ -160,45 +216,81 @@ class AssignmentCache:
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
 
-    def get(self, session: Session, generation: int) -> _Snapshot:
+    def get(self, db: Database, generation: int) -> _Snapshot:
         snapshot = self._snapshot
         if snapshot is not None and snapshot.generation == generation:
             return snapshot
-        rows = session.execute(
-            select(DeploymentRow).where(DeploymentRow.status == "active")
-        ).scalars()
-        fresh = _Snapshot(
-            generation,
-            tuple(
-                DeploymentSpec(row.id, row.model, selector_of(row), row.version, row.alias)
-                for row in rows
-            ),
-            load_catalog(session),
-        )
+        with db.transaction() as session:  # labelled with the generation it was read at
+            fresh = _Snapshot(
+                session.execute(_GENERATION).scalar_one(),
+                tuple(
+                    DeploymentSpec(row.id, row.model, selector_of(row), row.version, row.alias)
+                    for row in session.execute(_ACTIVE_DEPLOYMENTS).scalars()
+                ),
+                load_catalog(session),
+            )
         with self._lock:
             self._snapshot = fresh
         return fresh
 
 
-def assignment_for(
-    registry: Registry, cache: AssignmentCache, device_id: str
-) -> tuple[DeviceRow, Assignment | None]:
-    """The device row and its current assignment."""
-    with registry.db.transaction() as session:
-        device = get_device(session, device_id)
-        generation = session.execute(
-            select(RegistryStateRow.generation).where(RegistryStateRow.id == 1)
-        ).scalar_one()
-        snapshot = cache.get(session, generation)
-    facts = DeviceFacts(
-        device.device_id, device.store_id, device.region, frozenset(json.loads(device.tags_json))
-    )
-    return device, resolve(facts, snapshot.deployments, snapshot.catalog)
+class AssignmentPoll:
+    """One device poll, answered by a single query.
+
+    Called with the bearer secret (as ``cloud.authenticate``'s ``lookup``) it reads the
+    token, the device and the generation at once and returns the caller; ``assignment``
+    then resolves what the device should run without another query while the
+    generation stays put.
+    """
+
+    def __init__(self, registry: Registry, cache: AssignmentCache, device_id: str) -> None:
+        self._registry = registry
+        self._cache = cache
+        self._device_id = device_id
+        self._row: Row[*tuple[Any, ...]] | None = None
+
+    def __call__(self, secret: str) -> Principal | None:
+        # An id no device can have (one with a NUL byte would make PostgreSQL raise) joins
+        # no device, as the empty id does.
+        device_id = self._device_id if _DEVICE_ID.match(self._device_id) else ""
+        params = {"secret_sha256": hash_secret(secret), "device_id": device_id}
+        with self._registry.db.engine.connect() as conn:
+            self._row = row = conn.execute(_POLL, params).first()
+        if row is None:
+            return None
+        return Principal(row.token_id, row.token_name, Role(row.token_role), row.token_device_id)
+
+    def assignment(self) -> tuple[PolledDevice, Assignment | None]:
+        """The device (404 when there is none) and its current assignment."""
+        row = self._row
+        if row is None:
+            raise RuntimeError("authenticate the poll before asking for its assignment")
+        if row.device_id is None:
+            raise ApiError(404, "not_found", f"no device {self._device_id!r}")
+        snapshot = self._cache.get(self._registry.db, row.generation)
+        device = PolledDevice(
+            row.device_id,
+            row.store_id,
+            row.region,
+            frozenset(json.loads(row.tags_json)),
+            row.last_seen_at,
+            row.reported_model,
+            row.reported_version,
+            row.decommissioned_at,
+        )
+        facts = DeviceFacts(device.device_id, device.store_id, device.region, device.tags)
+        return device, resolve(facts, snapshot.deployments, snapshot.catalog)
+
+
+@functools.lru_cache(maxsize=256)
+def etag_for(assignment: Assignment | None) -> str:
+    """``etag_of``, remembered: a fleet shares a handful of assignments."""
+    return etag_of(assignment)
 
 
 def record_seen(
     registry: Registry,
-    device: DeviceRow,
+    device: PolledDevice,
     now: datetime,
     model: str | None,
     version: int | None,
@@ -214,9 +306,8 @@ def record_seen(
     )
     if fresh and not changed:
         return
-    with registry.db.transaction() as session:
-        session.execute(
-            update(DeviceRow)
-            .where(DeviceRow.device_id == device.device_id)
-            .values(last_seen_at=now, reported_model=model, reported_version=version)
+    with registry.db.engine.begin() as conn:
+        conn.execute(
+            _RECORD_SEEN,
+            {"polled": device.device_id, "seen": now, "model": model, "version": version},
         )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from storecast.bundle.metadata import NAME_PATTERN
 from storecast.registry.resolver import SelectorKind
@@ -74,8 +74,17 @@ class ModelDetail(_Out):
     next_version: int
 
 
+MAX_INT = 2**31 - 1  # what an INTEGER column holds on every database
+
+
 class AliasBody(_In):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
+
+
+class NextVersion(_Out):
+    """The next free version number of a model."""
+
+    version: int
 
 
 class AliasResult(_Out):
@@ -87,7 +96,7 @@ class AliasResult(_Out):
 
 
 class WithdrawBody(_In):
-    reason: str = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"^[^\x00]+$")
 
 
 # -- devices --------------------------------------------------------------------------------
@@ -139,7 +148,7 @@ class Enrolled(_Out):
 
 class AssignmentQuery(_In):
     current_model: str | None = Field(default=None, pattern=NAME_PATTERN)
-    current_version: int | None = Field(default=None, ge=1)
+    current_version: int | None = Field(default=None, ge=1, le=MAX_INT)
 
 
 class AssignmentOut(_Out):
@@ -172,7 +181,7 @@ class SelectorBody(_In):
 
 class DeploymentBody(_In):
     model: str = Field(pattern=NAME_PATTERN)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=MAX_INT)
     alias: str | None = Field(default=None, pattern=ALIAS_PATTERN)
     selector: SelectorBody = Field(default_factory=lambda: SelectorBody(kind=SelectorKind.ALL))
 
@@ -206,7 +215,7 @@ class DeploymentList(_Out):
 
 
 class TokenBody(_In):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f]+$")
     role: Literal["admin", "publisher", "viewer"]
 
 
@@ -237,13 +246,20 @@ class TokenCreated(TokenOut):
 
 
 class AuditQuery(_In):
-    actor: str | None = Field(default=None, max_length=200)
-    action: str | None = Field(default=None, max_length=64)
+    actor: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
+    action: str | None = Field(default=None, max_length=64, pattern=r"^[^\x00]*$")
     outcome: Literal["ok", "denied", "failed"] | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = Field(default=1000, ge=1, le=100000)
     format: Literal["json", "csv", "jsonl"] = "json"
+
+    @field_validator("since", "until")
+    @classmethod
+    def _naive_means_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class AuditRecord(_Out):

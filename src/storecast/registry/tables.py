@@ -71,7 +71,7 @@ class DeviceRow(Base):
 
     device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     store_id: Mapped[str] = mapped_column(String(128))
-    region: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(128))
     tags_json: Mapped[str] = mapped_column(Text, default="[]")
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     enrolled_by: Mapped[str] = mapped_column(String(200))

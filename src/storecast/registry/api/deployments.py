@@ -53,7 +53,7 @@ def list_deployments() -> dict[str, Any]:
     return schemas.DeploymentList(deployments=out).model_dump(mode="json")
 
 
-@bp.get("/<int:deployment_id>")
+@bp.get("/<int(max=2147483647):deployment_id>")
 @endpoint(
     "A deployment",
     tag="deployments",

@@ -7,15 +7,22 @@ from typing import Any, cast
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 
-from storecast.common.auth import Role
-from storecast.common.cloud import audited, authorize, principal, set_audit_resource
+from storecast.common.auth import Role, allows
+from storecast.common.cloud import (
+    audited,
+    authenticate,
+    authorize,
+    principal,
+    set_audit_resource,
+)
 from storecast.common.web import ApiError, endpoint, parse_body, parse_query
 from storecast.registry import fleet, schemas
 from storecast.registry.context import current_registry
-from storecast.registry.resolver import etag_of
 from storecast.registry.tables import DeviceRow
 
 bp = Blueprint("devices", __name__, url_prefix="/v1/devices")
+
+_POLLERS = frozenset({Role.DEVICE})
 
 
 def _cache() -> fleet.AssignmentCache:
@@ -100,15 +107,20 @@ def decommission(device_id: str) -> dict[str, Any]:
     query=schemas.AssignmentQuery,
     responses={200: schemas.AssignmentOut, 304: None},
 )
-@authorize(Role.DEVICE)
 def assignment(device_id: str) -> Response:
+    registry = current_registry()
+    # The hot path of a fleet: one query reads the token, the device and the generation,
+    # so this does ``authorize(Role.DEVICE)``'s work (same 401 and 403) by itself.
+    poll = fleet.AssignmentPoll(registry, _cache(), device_id)
+    who = authenticate(poll)
+    if not allows(who.role, _POLLERS):
+        raise ApiError(403, "forbidden", f"role {who.role.value!r} may not call this endpoint")
     _own_device_or_staff(device_id, ())
     query = parse_query(schemas.AssignmentQuery)
-    registry = current_registry()
-    device, assigned = fleet.assignment_for(registry, _cache(), device_id)
+    device, assigned = poll.assignment()
     if device.decommissioned_at is not None:
         raise ApiError(410, "decommissioned", f"device {device_id!r} was decommissioned")
-    if principal().role is Role.DEVICE:
+    if who.role is Role.DEVICE:
         fleet.record_seen(
             registry,
             device,
@@ -116,7 +128,7 @@ def assignment(device_id: str) -> Response:
             query.current_model,
             query.current_version,
         )
-    etag = etag_of(assigned)
+    etag = fleet.etag_for(assigned)
     if etag in _if_none_match():
         response = Response(status=304)
     else:

@@ -21,6 +21,7 @@ bp = Blueprint("models", __name__, url_prefix="/v1")
 
 READERS = (Role.VIEWER, Role.PUBLISHER)
 BUNDLE_MEDIA = "application/x-tar"
+BUNDLE_MEDIA_TYPES = frozenset({BUNDLE_MEDIA, "application/octet-stream"})
 
 
 def _check_name(name: str) -> None:
@@ -42,6 +43,12 @@ def _check_name(name: str) -> None:
 @authorize(Role.PUBLISHER)
 def publish() -> tuple[dict[str, Any], int]:
     registry = current_registry()
+    if request.mimetype not in BUNDLE_MEDIA_TYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the bundle as {BUNDLE_MEDIA} (got {request.mimetype or 'no content type'})",
+        )
     length = request.content_length
     limit = registry.config.max_upload_bytes
     if length is not None and length > limit:
@@ -130,7 +137,7 @@ def show_model(name: str) -> dict[str, Any]:
     "The next free version number of a model (1 for a new model)",
     tag="models",
     roles=("viewer", "publisher"),
-    responses={200: schemas.AliasBody},
+    responses={200: schemas.NextVersion},
 )
 @authorize(*READERS)
 def next_version(name: str) -> dict[str, Any]:
@@ -139,7 +146,7 @@ def next_version(name: str) -> dict[str, Any]:
         return {"version": catalog.next_version(session, name)}
 
 
-@bp.get("/models/<name>/versions/<int:version>")
+@bp.get("/models/<name>/versions/<int(min=1,max=2147483647):version>")
 @endpoint(
     "A version and its bundle metadata",
     tag="models",
@@ -155,7 +162,7 @@ def show_version(name: str, version: int) -> dict[str, Any]:
     return catalog.version_detail(row, aliases).model_dump(mode="json")
 
 
-@bp.post("/models/<name>/versions/<int:version>/withdraw")
+@bp.post("/models/<name>/versions/<int(min=1,max=2147483647):version>/withdraw")
 @endpoint(
     "Withdraw a version: no device will be sent to it again",
     tag="models",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint
@@ -13,6 +14,8 @@ from storecast.common.web import ApiError, endpoint, parse_body
 from storecast.registry import schemas
 
 bp = Blueprint("tokens", __name__, url_prefix="/v1/tokens")
+
+TOKEN_ID = re.compile(r"^tok_[0-9a-f]{16}$")
 
 
 def token_out(row: TokenRow) -> schemas.TokenOut:
@@ -79,7 +82,9 @@ def list_tokens() -> dict[str, Any]:
 @audited("token.revoke")
 @authorize(Role.ADMIN)
 def revoke(token_id: str) -> dict[str, Any]:
-    set_audit_resource(f"token:{token_id}")
+    set_audit_resource(f"token:{token_id[:64]}")
+    if not TOKEN_ID.match(token_id):
+        raise ApiError(404, "not_found", f"no token {token_id[:64]!r}")
     db = database()
     with db.transaction(write=True) as session:
         row = session.get(TokenRow, token_id)
