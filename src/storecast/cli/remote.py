@@ -230,7 +230,10 @@ def verify_audit(registry: Registry = None, token: Token = None) -> None:
     with _client(registry, token) as client:
         report = client.json("GET", "/v1/audit/verify")
     if report["ok"]:
-        console.print(f"audit chain intact: {report['records']} records")
+        console.print(
+            f"audit chain intact: {report['records']} records, head {report['head']}",
+            highlight=False,
+        )
         return
     raise fail(f"audit chain broken at record {report['first_broken']}: {report['reason']}", code=1)
 

@@ -115,6 +115,7 @@ class ChainReport:
     records: int
     first_broken: int | None = None
     reason: str = ""
+    head: str = GENESIS  # hash of the last record (record it elsewhere to detect truncation)
 
     @property
     def ok(self) -> bool:
@@ -136,7 +137,7 @@ def verify_chain(rows: Iterable[AuditRow]) -> ChainReport:
             return ChainReport(count, row.seq, "content does not match its hash (edited)")
         prev = row.hash
         expected_seq += 1
-    return ChainReport(count)
+    return ChainReport(count, head=prev)
 
 
 def _lock_chain(session: Session) -> None:

@@ -291,3 +291,4 @@ class ChainStatus(_Out):
     records: int
     first_broken: int | None
     reason: str
+    head: str  # hash of the last record: keep it elsewhere to detect a cut-off tail

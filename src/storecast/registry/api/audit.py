@@ -97,4 +97,5 @@ def verify() -> dict[str, Any]:
         records=report.records,
         first_broken=report.first_broken,
         reason=report.reason,
+        head=report.head,
     ).model_dump()
