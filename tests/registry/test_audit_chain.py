@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -397,6 +398,7 @@ def test_the_exported_records_verify_offline_with_verify_chain(live, admin, bund
 def test_verify_reports_an_intact_chain(live, admin, bundle_v1):
     busy_registry(live, bundle_v1)
     report = verify(admin)
+    assert report.pop("head") == records(admin)[-1]["hash"]
     assert report == {
         "ok": True,
         "records": len(records(admin)),
@@ -494,4 +496,6 @@ def test_a_fresh_registry_log_holds_only_its_initialisation(live, admin):
     (only,) = records(admin)
     assert (only["seq"], only["action"], only["prev_hash"]) == (1, "registry.init", GENESIS)
     assert only["detail"] == {"admin_token_id": live.init.admin_token_id}
-    assert verify(admin) == {"ok": True, "records": 1, "first_broken": None, "reason": ""}
+    report = verify(admin)
+    assert re.fullmatch(r"[0-9a-f]{64}", report.pop("head"))
+    assert report == {"ok": True, "records": 1, "first_broken": None, "reason": ""}
