@@ -16,7 +16,7 @@ def create_app(config: RegistryConfig) -> Flask:
     """Every cloud service in one Flask app (``storecast cloud serve``, the demo)."""
     database = Database.connect(config.db_url, config.clock)
     app = registry_app.base_app("storecast.cloud", database, config.max_upload_bytes)
-    registry_app.register(app, config, database)
+    registry_app.register(app, config, database, "cloud")
     service.init_app(app, "storecast cloud")
     metrics.init_app(app, "cloud")
     return app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -49,13 +50,24 @@ def init_app(app: Flask, service: str) -> None:
     def _start_timer() -> None:
         g.metrics_started = time.perf_counter()
 
+    counters: dict[tuple[str, str, int], Any] = {}  # label children, looked up once
+    timers: dict[str, Any] = {}
+
     @app.after_request
     def _observe(response: Response) -> Response:
         started = g.get("metrics_started")
-        name = request.url_rule.endpoint if request.url_rule else "unmatched"
-        REQUESTS.labels(service, request.method, name, str(response.status_code)).inc()
+        rule = request.url_rule
+        name = rule.endpoint if rule is not None else "unmatched"
+        key = (request.method, name, response.status_code)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = REQUESTS.labels(service, key[0], name, str(key[2]))
+        counter.inc()
         if started is not None:
-            LATENCY.labels(service, name).observe(time.perf_counter() - started)
+            timer = timers.get(name)
+            if timer is None:
+                timer = timers[name] = LATENCY.labels(service, name)
+            timer.observe(time.perf_counter() - started)
         return response
 
     @endpoint("Prometheus metrics", tag="service", responses={200: "text/plain"})

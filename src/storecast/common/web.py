@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -152,12 +152,11 @@ def init_app(app: Flask) -> None:
     """Install request ids and JSON error handlers on ``app``."""
 
     @app.before_request
-    def _assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
-
-    @app.before_request
-    def _refuse_nul_in_path() -> None:
+    def _start_request() -> None:
+        incoming = request.headers.get("X-Request-ID")
+        g.request_id = (
+            incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
+        )
         # No id or name holds a NUL byte, and PostgreSQL refuses to even compare one.
         if "\x00" in request.path:
             raise ApiError(404, "not_found", "no such resource (the path holds a NUL byte)")

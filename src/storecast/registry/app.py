@@ -6,22 +6,26 @@ from flask import Flask
 
 from storecast.common import cloud, metrics, service, web
 from storecast.common.cloud import Database
-from storecast.registry import context
+from storecast.registry import context, fleet
 from storecast.registry.api import audit, deployments, devices, models, tokens, tuf
 from storecast.registry.config import RegistryConfig
+from storecast.registry.fastpoll import FastPoll
 from storecast.registry.storage import ArtifactStore
 from storecast.registry.tuf_repo import load_online_keys
 
 BLUEPRINTS = (models.bp, devices.bp, deployments.bp, tokens.bp, audit.bp, tuf.bp)
 
 
-def register(app: Flask, config: RegistryConfig, database: Database) -> None:
+def register(app: Flask, config: RegistryConfig, database: Database, service: str) -> None:
     """Add the registry's blueprints and run-time parts to ``app``."""
     keys = load_online_keys(config.keys_dir)
     registry = context.Registry(config, database, ArtifactStore(config.artifacts_dir), keys)
     context.init_app(app, registry)
+    cache = fleet.AssignmentCache()
+    app.extensions[fleet.CACHE_EXTENSION] = cache
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    app.wsgi_app = FastPoll(app.wsgi_app, registry, cache, service)  # type: ignore[method-assign]
 
 
 def base_app(name: str, database: Database, max_upload_bytes: int) -> Flask:
@@ -40,7 +44,7 @@ def create_app(config: RegistryConfig) -> Flask:
     """The model registry as its own service (``storecast registry serve``)."""
     database = Database.connect(config.db_url, config.clock)
     app = base_app("storecast.registry", database, config.max_upload_bytes)
-    register(app, config, database)
+    register(app, config, database, "registry")
     service.init_app(app, "storecast registry")
     metrics.init_app(app, "registry")
     return app

@@ -23,7 +23,7 @@ class RegistryConfig:
     timestamp_expiry: timedelta = timedelta(days=1)  # TUF timestamp lifetime
     snapshot_expiry: timedelta = timedelta(days=7)
     targets_expiry: timedelta = timedelta(days=365)
-    last_seen_every: timedelta = timedelta(seconds=30)  # coarsest last-seen update per device
+    last_seen_every: timedelta = timedelta(minutes=5)  # coarsest last-seen update per device
     clock: Clock = field(default_factory=SystemClock)
 
     def __post_init__(self) -> None:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from storecast.common.auth import Principal, Role, TokenRow, hash_secret, mint_token
 from storecast.common.cloud import Database
+from storecast.common.rawsql import RawQuery, utc
 from storecast.common.web import ApiError
 from storecast.registry import schemas
 from storecast.registry.catalog import actor_name, get_version, load_catalog
@@ -209,12 +210,22 @@ _RECORD_SEEN = (
 )
 
 
+CACHE_EXTENSION = "storecast.assignments"  # where the app keeps its AssignmentCache
+
+
 class AssignmentCache:
     """Active deployments and the catalog, reloaded only when the generation moves."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        self._poll: RawQuery | None = None
+
+    def poll_query(self, db: Database) -> RawQuery:
+        """The poll's one query, compiled for this database once."""
+        if self._poll is None:
+            self._poll = RawQuery(_POLL, db.engine)
+        return self._poll
 
     def get(self, db: Database, generation: int) -> _Snapshot:
         snapshot = self._snapshot
@@ -247,39 +258,53 @@ class AssignmentPoll:
         self._registry = registry
         self._cache = cache
         self._device_id = device_id
-        self._row: Row[*tuple[Any, ...]] | None = None
+        self._row: dict[str, Any] | None = None
 
     def __call__(self, secret: str) -> Principal | None:
         # An id no device can have (one with a NUL byte would make PostgreSQL raise) joins
         # no device, as the empty id does.
         device_id = self._device_id if _DEVICE_ID.match(self._device_id) else ""
         params = {"secret_sha256": hash_secret(secret), "device_id": device_id}
-        with self._registry.db.engine.connect() as conn:
-            self._row = row = conn.execute(_POLL, params).first()
+        self._row = row = self._cache.poll_query(self._registry.db).first(params)
         if row is None:
             return None
-        return Principal(row.token_id, row.token_name, Role(row.token_role), row.token_device_id)
+        return Principal(
+            row["token_id"], row["token_name"], Role(row["token_role"]), row["token_device_id"]
+        )
 
     def assignment(self) -> tuple[PolledDevice, Assignment | None]:
         """The device (404 when there is none) and its current assignment."""
         row = self._row
         if row is None:
             raise RuntimeError("authenticate the poll before asking for its assignment")
-        if row.device_id is None:
+        if row["device_id"] is None:
             raise ApiError(404, "not_found", f"no device {self._device_id!r}")
-        snapshot = self._cache.get(self._registry.db, row.generation)
+        snapshot = self._cache.get(self._registry.db, row["generation"])
         device = PolledDevice(
-            row.device_id,
-            row.store_id,
-            row.region,
-            frozenset(json.loads(row.tags_json)),
-            row.last_seen_at,
-            row.reported_model,
-            row.reported_version,
-            row.decommissioned_at,
+            row["device_id"],
+            row["store_id"],
+            row["region"],
+            frozenset(json.loads(row["tags_json"])),
+            utc(row["last_seen_at"]),
+            row["reported_model"],
+            row["reported_version"],
+            utc(row["decommissioned_at"]),
         )
         facts = DeviceFacts(device.device_id, device.store_id, device.region, device.tags)
         return device, resolve(facts, snapshot.deployments, snapshot.catalog)
+
+
+def assignment_out(device_id: str, assigned: Assignment | None) -> schemas.AssignmentOut:
+    """The poll's answer body."""
+    return schemas.AssignmentOut(
+        device_id=device_id,
+        model=assigned.model if assigned else None,
+        version=assigned.version if assigned else None,
+        target_path=assigned.target_path if assigned else None,
+        sha256=assigned.sha256 if assigned else None,
+        length=assigned.length if assigned else None,
+        deployment_id=assigned.deployment_id if assigned else None,
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -26,10 +26,7 @@ _POLLERS = frozenset({Role.DEVICE})
 
 
 def _cache() -> fleet.AssignmentCache:
-    return cast(
-        fleet.AssignmentCache,
-        current_app.extensions.setdefault("storecast.assignments", fleet.AssignmentCache()),
-    )
+    return cast(fleet.AssignmentCache, current_app.extensions[fleet.CACHE_EXTENSION])
 
 
 def _own_device_or_staff(device_id: str, staff: tuple[Role, ...]) -> None:
@@ -132,16 +129,7 @@ def assignment(device_id: str) -> Response:
     if etag in _if_none_match():
         response = Response(status=304)
     else:
-        body = schemas.AssignmentOut(
-            device_id=device_id,
-            model=assigned.model if assigned else None,
-            version=assigned.version if assigned else None,
-            target_path=assigned.target_path if assigned else None,
-            sha256=assigned.sha256 if assigned else None,
-            length=assigned.length if assigned else None,
-            deployment_id=assigned.deployment_id if assigned else None,
-        )
-        response = jsonify(body.model_dump(mode="json"))
+        response = jsonify(fleet.assignment_out(device_id, assigned).model_dump(mode="json"))
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "no-cache"
     return response
