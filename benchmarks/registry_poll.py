@@ -14,10 +14,11 @@ the same machine:
     poll_304_seen  poll_304 where every poll also writes the device's last-seen time
 
 Each device polls several times a second here, so with the default ``last_seen_every``
-(30 s) the throttled last-seen write would land in bursts in whichever phase runs when
-the 30 s are up. The registry of poll_304 and poll_200 therefore runs with
+(5 min) the throttled last-seen write would land in bursts in whichever phase runs when
+the 5 minutes are up. The registry of poll_304 and poll_200 therefore runs with
 ``last_seen_every`` = 1 h (the write is always skipped) and that of poll_304_seen with 0
-(always written), which is what a fleet polling every 60 s causes with the default.
+(always written): the worst case. A fleet polling every 60 s with the default writes on
+one poll in five.
 
 Without wrk, a multi-process Python client stands in; it needs far more CPU itself, so
 its figures are lower and closer together.
