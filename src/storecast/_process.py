@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,23 +23,30 @@ _URL = re.compile(r"http://[\d.]+:\d+")
 def server_process(*args: str, ready_timeout_s: float = 60) -> Iterator[str]:
     """Run ``storecast *args`` (a ``serve`` command with ``--port 0``) and yield its URL
     once ``/healthz`` answers; SIGINT (then SIGKILL) when the block ends, also on error."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "storecast", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
-    )
-    try:
-        line = proc.stdout.readline() if proc.stdout else ""
-        found = _URL.search(line)
-        if found is None:
-            errors = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
-            raise ConfigError(f"`storecast {' '.join(args)}` did not start: {line}{errors}")
-        wait_healthy(found.group(0), proc, ready_timeout_s)
-        yield found.group(0)
-    finally:
-        stop(proc)
+    # The server's log goes to a file, not a pipe nobody drains (a full pipe would block it).
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "storecast", *args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        )
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            found = _URL.search(line)
+            if found is None:
+                stop(proc)
+                log.seek(0)
+                raise ConfigError(
+                    f"`storecast {' '.join(args)}` did not start: {line}{log.read()[-2000:]}"
+                )
+            wait_healthy(found.group(0), proc, ready_timeout_s)
+            yield found.group(0)
+        finally:
+            stop(proc)
+            if proc.stdout:
+                proc.stdout.close()
 
 
 def wait_healthy(url: str, proc: subprocess.Popen[str], timeout_s: float = 60) -> None:

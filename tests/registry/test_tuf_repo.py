@@ -502,9 +502,13 @@ def test_metadata_path_gives_timestamp_without_version() -> None:
         metadata_path("root", 0)
 
 
-@given(role=st.sampled_from(["root", "targets", "snapshot"]), version=st.integers(1, 2**62))
+@given(role=st.sampled_from(["root", "targets", "snapshot"]), version=st.integers(1, 2**31 - 1))
 def test_metadata_path_round_trips(role: str, version: int) -> None:
     assert parse_metadata_path(metadata_path(role, version)) == (role, version)
+
+
+def test_metadata_versions_past_what_the_database_holds_are_not_metadata() -> None:
+    assert parse_metadata_path(f"{2**31}.root.json") is None
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import Engine, Result, bindparam, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException
 
@@ -24,7 +26,7 @@ from storecast.common import audit
 from storecast.common.auth import Principal, Role, TokenRow, allows, hash_secret
 from storecast.common.clock import Clock
 from storecast.common.db import make_engine, make_sessionmaker, transaction
-from storecast.common.web import ApiError, client_addr, request_id
+from storecast.common.web import ApiError, client_addr, error_response, request_id
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _EXTENSION = "storecast.database"
 _READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_AUDIT_RETRY_PAUSES = (0.05, 0.2, 0.0)  # seconds after each failed audit write
 
 
 @dataclass
@@ -55,6 +58,12 @@ class Database:
 
 def init_app(app: Flask, database: Database) -> None:
     app.extensions[_EXTENSION] = database
+
+    @app.errorhandler(IntegrityError)
+    def _conflict(exc: IntegrityError) -> Response:
+        # A uniqueness race the view's own checks could not see: the other writer won.
+        log.info("integrity error answered as 409: %s", exc.orig)
+        return error_response(409, "conflict", "a conflicting change was made at the same time")
 
     @app.after_request
     def _audit_unrouted_changes(response: Response) -> Response:
@@ -169,6 +178,9 @@ def audited(action: str) -> Callable[[F], F]:
             except HTTPException as exc:
                 status = exc.code or 500
                 raise
+            except IntegrityError:
+                status = 409  # answered by the IntegrityError handler
+                raise
             finally:
                 g.audited = True
                 _record(action, status)
@@ -200,9 +212,20 @@ def _record(action: str, status: int) -> None:
         client_addr=client_addr(),
         detail=_detail(),
     )
-    try:
-        with database().transaction(write=True) as session:
-            audit.append(session, entry)
-    except Exception:
-        log.exception("could not write the audit record for %s (request %s)", action, request_id())
-        raise
+    for attempt, pause in enumerate(_AUDIT_RETRY_PAUSES):
+        try:
+            with database().transaction(write=True) as session:
+                audit.append(session, entry)
+            return
+        except Exception:
+            if attempt == len(_AUDIT_RETRY_PAUSES) - 1:
+                # The call's change may already be committed: keep the record in the log,
+                # whole, so it can be replayed, and fail the request loudly.
+                log.critical(
+                    "audit record NOT written (request %s): %s",
+                    request_id(),
+                    audit.canonical({**asdict(entry), "ts": entry.ts.isoformat()}),
+                    exc_info=True,
+                )
+                raise
+            time.sleep(pause)

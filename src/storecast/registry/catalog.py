@@ -124,6 +124,7 @@ def withdraw(registry: Registry, name: str, version: int, reason: str) -> ModelV
 def set_alias(registry: Registry, name: str, alias: str, version: int, who: Principal) -> AliasRow:
     """Point ``alias`` of model ``name`` at a live ``version``."""
     with registry.db.transaction(write=True) as session:
+        lock_state(session)  # a withdrawal cannot slip in between check and update
         row = get_version(session, name, version)
         if row.withdrawn_at is not None:
             raise ApiError(409, "version_withdrawn", f"{name} v{version} was withdrawn")
@@ -143,6 +144,7 @@ def set_alias(registry: Registry, name: str, alias: str, version: int, who: Prin
 
 def delete_alias(registry: Registry, name: str, alias: str) -> None:
     with registry.db.transaction(write=True) as session:
+        lock_state(session)
         current = session.get(AliasRow, (name, alias))
         if current is None:
             raise ApiError(404, "not_found", f"model {name!r} has no alias {alias!r}")

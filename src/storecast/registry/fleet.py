@@ -30,7 +30,7 @@ from storecast.registry.resolver import (
     etag_of,
     resolve,
 )
-from storecast.registry.signing import bump_generation
+from storecast.registry.signing import bump_generation, lock_state
 from storecast.registry.tables import DeploymentRow, DeviceRow, RegistryStateRow
 
 
@@ -52,6 +52,7 @@ def enrol(registry: Registry, body: schemas.EnrolBody, who: Principal) -> schema
     """Register a device and mint its token (409 if the id is taken)."""
     token = mint_token()
     with registry.db.transaction(write=True) as session:
+        lock_state(session)  # before reading: concurrent enrolments queue here
         if session.get(DeviceRow, body.device_id) is not None:
             raise ApiError(409, "device_exists", f"device {body.device_id!r} is already enrolled")
         now = registry.config.clock.now()
@@ -124,6 +125,7 @@ def create_deployment(
 ) -> DeploymentRow:
     """Point a selector at a model version or alias (the version must be live)."""
     with registry.db.transaction(write=True) as session:
+        lock_state(session)  # a withdrawal cannot slip in between check and insert
         if body.version is not None:
             version = get_version(session, body.model, body.version)
             if version.withdrawn_at is not None:

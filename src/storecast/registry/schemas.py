@@ -113,7 +113,7 @@ class EnrolBody(_In):
         import re
 
         for tag in self.tags:
-            if not re.match(ID_PATTERN, tag):
+            if not re.fullmatch(ID_PATTERN, tag):
                 raise ValueError(f"tag {tag!r} must match {ID_PATTERN}")
         return self
 
@@ -256,10 +256,15 @@ class AuditQuery(_In):
 
     @field_validator("since", "until")
     @classmethod
-    def _naive_means_utc(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+    def _as_utc(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # naive means UTC
             return value.replace(tzinfo=UTC)
-        return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError as exc:
+            raise ValueError("the time is out of range once converted to UTC") from exc
 
 
 class AuditRecord(_Out):

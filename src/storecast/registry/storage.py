@@ -12,7 +12,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 def is_sha256(value: str) -> bool:
-    return bool(_SHA256.match(value))
+    return bool(_SHA256.fullmatch(value))
 
 
 class ArtifactStore:

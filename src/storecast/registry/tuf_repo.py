@@ -64,6 +64,7 @@ _SignedT = TypeVar("_SignedT", Root, Targets, Snapshot, Timestamp)
 _VERSIONED_ROLES = frozenset({Root.type, Targets.type, Snapshot.type})
 _TOP_LEVEL_ROLES = _VERSIONED_ROLES | {Timestamp.type}
 _VERSION = re.compile(r"[1-9][0-9]{0,18}")  # no sign, no leading zeros, at most 19 digits
+MAX_VERSION = 2**31 - 1  # what the metadata table's INTEGER version column holds
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _TARGETS_META = f"{Targets.type}.json"
 
@@ -155,7 +156,7 @@ def parse_metadata_path(name: str) -> tuple[str, int | None] | None:
         return None
     if not dot:
         return role, None
-    if role not in _VERSIONED_ROLES or not _VERSION.fullmatch(prefix):
+    if role not in _VERSIONED_ROLES or not _VERSION.fullmatch(prefix) or int(prefix) > MAX_VERSION:
         return None
     return role, int(prefix)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, Response, request, send_file
@@ -25,9 +26,7 @@ BUNDLE_MEDIA_TYPES = frozenset({BUNDLE_MEDIA, "application/octet-stream"})
 
 
 def _check_name(name: str) -> None:
-    import re
-
-    if not re.match(NAME_PATTERN, name):
+    if not re.fullmatch(NAME_PATTERN, name):
         raise ApiError(404, "not_found", f"no model {name!r}")
 
 
@@ -217,9 +216,7 @@ def delete_alias(name: str, alias: str) -> tuple[str, int]:
 
 
 def _check_alias(alias: str) -> None:
-    import re
-
-    if not re.match(ALIAS_PATTERN, alias):
+    if not re.fullmatch(ALIAS_PATTERN, alias):
         raise ApiError(422, "validation_error", f"alias: must match {ALIAS_PATTERN}")
 
 
@@ -244,7 +241,7 @@ def download(sha256: str) -> Response:
         download_name=f"{sha256}.tar",
         etag=sha256,
         conditional=True,
-        max_age=31536000,
     )
-    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    # private: a shared cache must not hand token-protected bundles to others
+    response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     return response

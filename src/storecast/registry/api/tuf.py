@@ -42,7 +42,8 @@ def metadata(name: str) -> Response:
         raise ApiError(404, "not_found", f"no TUF metadata {name!r}")
     response = Response(data, mimetype="application/json")
     if parsed[1] is not None:  # versioned files never change
-        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        # private: a shared cache must not hand token-protected files to others
+        response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
     else:
         response.headers["Cache-Control"] = "no-cache"
     return response
@@ -65,13 +66,11 @@ def target(path: str) -> Response:
         raise ApiError(404, "not_found", f"no TUF target {path!r}")
     target_path, sha256 = parsed
     set_audit_resource(f"target:{target_path}", sha256=sha256)
-    return send_file(
-        registry.artifacts.path(sha256),
-        mimetype="application/x-tar",
-        etag=sha256,
-        conditional=True,
-        max_age=31536000,
+    response = send_file(
+        registry.artifacts.path(sha256), mimetype="application/x-tar", etag=sha256, conditional=True
     )
+    response.headers["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
 
 
 def _is_live_target(target_path: str, sha256: str) -> bool:
