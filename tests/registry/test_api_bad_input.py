@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import random
 import tarfile
@@ -28,6 +27,7 @@ from storecast.common.audit import AuditRow
 from storecast.common.db import Base, make_engine
 from storecast.registry.setup import init_registry
 from storecast.registry.tables import TufMetadataRow
+from tests.bundle.test_bundle import tar_bytes
 from tests.conftest import postgres_database
 from tests.registry.conftest import LiveRegistry, registry_config, serve_registry
 
@@ -159,16 +159,6 @@ def assert_refused_cleanly(
 # -- bundles that are not bundles --------------------------------------------------------------
 
 
-def tar_of(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for info, data in entries:
-            if data is not None:
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buf.getvalue()
-
-
 def member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
     return tarfile.TarInfo(name), data
 
@@ -197,7 +187,7 @@ def with_metadata(
     edit(meta)
     members["metadata.json"] = json.dumps(meta).encode()
     members.update(changes or {})
-    return tar_of([member(n, d) for n, d in sorted(members.items()) if d is not None])
+    return tar_bytes([member(n, d) for n, d in sorted(members.items()) if d is not None])
 
 
 def flipped(data: bytes, at: int) -> bytes:
@@ -214,35 +204,35 @@ BAD_BUNDLES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "truncated": (lambda b: b[: len(b) // 2], "bundle"),
     "gzipped": (lambda b: gzip.compress(b, mtime=0), "not a tar archive"),
     "path-traversal": (
-        lambda b: tar_of([*real_members(b), member("../x", b"evil")]),
+        lambda b: tar_bytes([*real_members(b), member("../x", b"evil")]),
         "unsafe member name",
     ),
     "nested-traversal": (
-        lambda b: tar_of([*real_members(b), member("a/../../x", b"evil")]),
+        lambda b: tar_bytes([*real_members(b), member("a/../../x", b"evil")]),
         "unsafe member name",
     ),
     "absolute-path": (
-        lambda b: tar_of([*real_members(b), member("/tmp/x", b"evil")]),
+        lambda b: tar_bytes([*real_members(b), member("/tmp/x", b"evil")]),
         "unsafe member name",
     ),
     "symlink": (
-        lambda b: tar_of([*real_members(b), special("link", tarfile.SYMTYPE, "/etc/passwd")]),
+        lambda b: tar_bytes([*real_members(b), special("link", tarfile.SYMTYPE, "/etc/passwd")]),
         "is a link",
     ),
     "hardlink": (
-        lambda b: tar_of([*real_members(b), special("link", tarfile.LNKTYPE, "model.onnx")]),
+        lambda b: tar_bytes([*real_members(b), special("link", tarfile.LNKTYPE, "model.onnx")]),
         "is a link",
     ),
     "device": (
-        lambda b: tar_of([*real_members(b), special("tty", tarfile.CHRTYPE)]),
+        lambda b: tar_bytes([*real_members(b), special("tty", tarfile.CHRTYPE)]),
         "non-regular file",
     ),
     "directory": (
-        lambda b: tar_of([special("models", tarfile.DIRTYPE), *real_members(b)]),
+        lambda b: tar_bytes([special("models", tarfile.DIRTYPE), *real_members(b)]),
         "non-regular file",
     ),
     "duplicate-member": (
-        lambda b: tar_of([*real_members(b), member("model.onnx", b"second")]),
+        lambda b: tar_bytes([*real_members(b), member("model.onnx", b"second")]),
         "appears twice",
     ),
     "missing-model": (

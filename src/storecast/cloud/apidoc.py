@@ -6,6 +6,7 @@ when the committed page and the running code disagree.
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any
 
 from storecast.common.files import atomic_write_bytes
 from storecast.common.openapi import openapi_document
+
+log = logging.getLogger(__name__)
 
 HEADER = """\
 # Cloud API reference
@@ -87,7 +90,7 @@ def render(document: dict[str, Any]) -> str:
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else Path("docs/api.md")
     atomic_write_bytes(out, render(cloud_openapi()).encode())
-    print(f"wrote {out}")
+    log.info("wrote %s", out)
     return 0
 
 

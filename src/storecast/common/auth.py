@@ -56,6 +56,11 @@ class Principal:
     role: Role
     device_id: str | None = None
 
+    @property
+    def actor(self) -> str:
+        """How audit records and ``*_by`` columns name this caller."""
+        return f"{self.token_id}:{self.name}"
+
 
 @dataclass(frozen=True)
 class NewToken:

@@ -105,12 +105,16 @@ def _principal_of(result: Result[Any]) -> Principal | None:
     return Principal(row.id, row.name, Role(row.role), row.device_id)
 
 
-def _bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
+def bearer_secret(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header, or None."""
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer" or not secret.strip():
         return None
     return secret.strip()
+
+
+def _bearer() -> str | None:
+    return bearer_secret(request.headers.get("Authorization", ""))
 
 
 def authenticate(lookup: Callable[[str], Principal | None] | None = None) -> Principal:
@@ -202,7 +206,7 @@ def _record(action: str, status: int) -> None:
     outcome = "ok" if status < 400 else ("denied" if status in (401, 403) else "failed")
     entry = audit.AuditEntry(
         ts=database().clock.now(),
-        actor=f"{who.token_id}:{who.name}" if who else "anonymous",
+        actor=who.actor if who else "anonymous",
         role=who.role.value if who else "-",
         action=action,
         resource=str(g.get("audit_resource", request.path)).replace("\x00", "\\x00"),

@@ -139,6 +139,11 @@ def parse_query(model: type[M]) -> M:
         raise validation_error(exc) from exc
 
 
+def request_id_from(incoming: str | None) -> str:
+    """The caller's ``X-Request-ID`` when it is sane, else a fresh random id."""
+    return incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
+
+
 def request_id() -> str:
     """This request's id (from ``X-Request-ID`` when the caller sent a sane one)."""
     return str(g.get("request_id", "-"))
@@ -153,10 +158,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _start_request() -> None:
-        incoming = request.headers.get("X-Request-ID")
-        g.request_id = (
-            incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
-        )
+        g.request_id = request_id_from(request.headers.get("X-Request-ID"))
         # No id or name holds a NUL byte, and PostgreSQL refuses to even compare one.
         if "\x00" in request.path:
             raise ApiError(404, "not_found", "no such resource (the path holds a NUL byte)")

@@ -26,10 +26,6 @@ def target_path(name: str, version: int) -> str:
     return f"{name}/{name}-v{version}.tar"
 
 
-def actor_name(who: Principal) -> str:
-    return f"{who.token_id}:{who.name}"
-
-
 @dataclass(frozen=True)
 class Published:
     row: ModelVersionRow
@@ -79,7 +75,7 @@ def publish(registry: Registry, data: bytes, who: Principal) -> Published:
                 target_path=target_path(meta.name, meta.version),
                 metadata_json=json.dumps(meta.model_dump(mode="json"), sort_keys=True),
                 published_at=now,
-                published_by=actor_name(who),
+                published_by=who.actor,
             )
             session.add(row)
             session.flush()
@@ -132,12 +128,12 @@ def set_alias(registry: Registry, name: str, alias: str, version: int, who: Prin
         now = registry.config.clock.now()
         if current is None:
             current = AliasRow(
-                name=name, alias=alias, version=version, updated_at=now, updated_by=actor_name(who)
+                name=name, alias=alias, version=version, updated_at=now, updated_by=who.actor
             )
             session.add(current)
         else:
             current.version, current.updated_at = version, now
-            current.updated_by = actor_name(who)
+            current.updated_by = who.actor
         bump_generation(session)
         return current
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -25,8 +24,9 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 
 from storecast.common.auth import Role
+from storecast.common.cloud import bearer_secret
 from storecast.common.metrics import LATENCY, REQUESTS
-from storecast.common.web import ApiError
+from storecast.common.web import ApiError, request_id_from
 from storecast.registry import fleet, schemas
 from storecast.registry.context import Registry
 
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 _PATH = re.compile(r"^/v1/devices/([A-Za-z0-9][A-Za-z0-9._:-]{0,127})/assignment$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 ENDPOINT = "devices.assignment"
 
 
@@ -74,14 +73,14 @@ class FastPoll:
     def _answer(
         self, environ: dict[str, Any], device_id: str
     ) -> tuple[str, list[tuple[str, str]], bytes] | None:
-        scheme, _, secret = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        secret = bearer_secret(environ.get("HTTP_AUTHORIZATION", ""))
+        if secret is None:
             return None
         query = _query(environ.get("QUERY_STRING", ""))
         if query is None:
             return None
         poll = fleet.AssignmentPoll(self._registry, self._cache, device_id)
-        who = poll(secret.strip())
+        who = poll(secret)
         if who is None or who.role is not Role.DEVICE or who.device_id != device_id:
             return None
         try:
@@ -99,13 +98,12 @@ class FastPoll:
             query.current_version,
         )
         etag = fleet.etag_for(assigned)
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
         headers = [
             ("ETag", etag),
             ("Cache-Control", "no-cache"),
-            ("X-Request-ID", incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()),
+            ("X-Request-ID", request_id_from(environ.get("HTTP_X_REQUEST_ID"))),
         ]
-        if etag in _if_none_match(environ.get("HTTP_IF_NONE_MATCH", "")):
+        if etag in fleet.if_none_match(environ.get("HTTP_IF_NONE_MATCH", "")):
             return "304 NOT MODIFIED", headers, b""
         body = json.dumps(fleet.assignment_out(device_id, assigned).model_dump(mode="json"))
         data = body.encode() + b"\n"
@@ -122,7 +120,3 @@ def _query(raw: str) -> schemas.AssignmentQuery | None:
         return schemas.AssignmentQuery.model_validate(values)
     except ValidationError:
         return None
-
-
-def _if_none_match(header: str) -> set[str]:
-    return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}

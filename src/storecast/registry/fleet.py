@@ -18,7 +18,7 @@ from storecast.common.cloud import Database
 from storecast.common.rawsql import RawQuery, utc
 from storecast.common.web import ApiError
 from storecast.registry import schemas
-from storecast.registry.catalog import actor_name, get_version, load_catalog
+from storecast.registry.catalog import get_version, load_catalog
 from storecast.registry.context import Registry
 from storecast.registry.resolver import (
     Assignment,
@@ -62,7 +62,7 @@ def enrol(registry: Registry, body: schemas.EnrolBody, who: Principal) -> schema
             region=body.region,
             tags_json=json.dumps(sorted(set(body.tags))),
             enrolled_at=now,
-            enrolled_by=actor_name(who),
+            enrolled_by=who.actor,
         )
         session.add(row)
         session.add(
@@ -146,7 +146,7 @@ def create_deployment(
             ),
             status="active",
             created_at=registry.config.clock.now(),
-            created_by=actor_name(who),
+            created_by=who.actor,
         )
         session.add(row)
         session.flush()
@@ -307,6 +307,11 @@ def assignment_out(device_id: str, assigned: Assignment | None) -> schemas.Assig
         length=assigned.length if assigned else None,
         deployment_id=assigned.deployment_id if assigned else None,
     )
+
+
+def if_none_match(header: str) -> set[str]:
+    """The ETags of an ``If-None-Match`` header (weak ones compared as strong)."""
+    return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}
 
 
 @functools.lru_cache(maxsize=256)

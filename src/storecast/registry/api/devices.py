@@ -126,15 +126,10 @@ def assignment(device_id: str) -> Response:
             query.current_version,
         )
     etag = fleet.etag_for(assigned)
-    if etag in _if_none_match():
+    if etag in fleet.if_none_match(request.headers.get("If-None-Match", "")):
         response = Response(status=304)
     else:
         response = jsonify(fleet.assignment_out(device_id, assigned).model_dump(mode="json"))
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "no-cache"
     return response
-
-
-def _if_none_match() -> set[str]:
-    header = request.headers.get("If-None-Match", "")
-    return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}
