@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar, cast
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, g, request, session
 from sqlalchemy import Engine, Result, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -117,14 +117,35 @@ def _bearer() -> str | None:
     return bearer_secret(request.headers.get("Authorization", ""))
 
 
+# The dashboard's session cookie names a token by id; the token is re-read on every
+# request, so revoking it ends the session too.
+SESSION_TOKEN_KEY = "token_id"
+_TOKEN_BY_ID = select(TokenRow.id, TokenRow.name, TokenRow.role, TokenRow.device_id).where(
+    TokenRow.id == bindparam("token_id"), TokenRow.revoked_at.is_(None)
+)
+
+
+def _session_principal() -> Principal | None:
+    """The dashboard session's caller, for reads only (a cookie never authorises a change)."""
+    token_id = session.get(SESSION_TOKEN_KEY) if request.method in _READ_METHODS else None
+    if not isinstance(token_id, str):
+        return None
+    with database().engine.connect() as conn:
+        return _principal_of(conn.execute(_TOKEN_BY_ID, {"token_id": token_id}))
+
+
 def authenticate(lookup: Callable[[str], Principal | None] | None = None) -> Principal:
     """Resolve the request's bearer token (401 when missing, unknown or revoked).
 
+    Without a bearer token, a read may use the dashboard's session cookie instead.
     ``lookup`` (secret -> principal, or None when unknown or revoked) replaces the token
     query, so a hot view can answer it with the one query it runs anyway.
     """
     secret = _bearer()
     if secret is None:
+        if (from_session := _session_principal()) is not None:
+            g.principal = from_session
+            return from_session
         raise ApiError(401, "unauthorized", "send a bearer token (Authorization: Bearer ...)")
     if lookup is not None:
         found = lookup(secret)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import storecast.analytics.tables
 import storecast.common.audit
 import storecast.common.auth
 import storecast.registry.tables  # noqa: F401  (registers the tables on Base.metadata)

@@ -1,0 +1,1 @@
+"""Analytics: telemetry ingestion, rollups, queries, root cause and the dashboard."""

@@ -1,0 +1,94 @@
+"""``POST /v1/telemetry``: a device's batch of events (deduplicated by event id)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, g, request
+from pydantic import BaseModel, Field
+
+from storecast.analytics.ingest import IngestError, ingest_batch
+from storecast.analytics.schemas import MAX_BATCH_BYTES, MAX_EVENTS, TelemetryAck
+from storecast.common.auth import Role
+from storecast.common.cloud import authorize, database, principal
+from storecast.common.web import ApiError, ErrorBody, endpoint
+
+bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
+
+
+class TelemetryBatch(BaseModel):
+    """A batch of telemetry events (see the event schema in docs/analytics.md)."""
+
+    events: list[dict[str, Any]] = Field(max_length=MAX_EVENTS)
+
+
+def _read_body() -> bytes:
+    """The request body, refusing more than ``MAX_BATCH_BYTES`` (chunked bodies included)."""
+    if request.content_length is not None and request.content_length > MAX_BATCH_BYTES:
+        raise _too_large()
+    body = request.stream.read(MAX_BATCH_BYTES + 1)
+    if len(body) > MAX_BATCH_BYTES:
+        raise _too_large()
+    return body
+
+
+def _too_large() -> ApiError:
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"a telemetry batch may hold at most {MAX_EVENTS} events and {MAX_BATCH_BYTES} bytes",
+    )
+
+
+def _events(body: bytes) -> list[Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise ApiError(
+            422,
+            "validation_error",
+            'events: send an object {"events": [...]}',
+            fields=[{"field": "events", "message": "a list of events is required"}],
+        )
+    if extra := sorted(set(data) - {"events"}):
+        raise ApiError(
+            422,
+            "validation_error",
+            f"{extra[0]}: unknown field",
+            fields=[{"field": name, "message": "unknown field"} for name in extra],
+        )
+    events: list[Any] = data["events"]
+    if len(events) > MAX_EVENTS:
+        raise _too_large()
+    return events
+
+
+@bp.post("")
+@endpoint(
+    "Send a batch of telemetry events (device token; idempotent by event_id)",
+    tag="telemetry",
+    roles=("device",),
+    body=TelemetryBatch,
+    responses={200: TelemetryAck, 403: ErrorBody, 413: ErrorBody},
+)
+@authorize(Role.DEVICE)
+def post_telemetry() -> dict[str, Any]:
+    # Telemetry is data, not a change to what the cloud manages: it is counted in the API
+    # usage log rather than appended to the audit chain (thousands of batches a minute).
+    g.audited = True
+    who = principal()
+    if who.device_id is None:
+        raise ApiError(403, "forbidden", "only a device token may send telemetry")
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "send a JSON body (application/json)")
+    events = _events(_read_body())
+    db = database()
+    try:
+        with db.transaction(write=True) as session:
+            ack = ingest_batch(session, who.device_id, events, db.clock.now())
+    except IngestError as exc:
+        raise ApiError(403, "forbidden", str(exc)) from exc
+    return ack.model_dump(mode="json")

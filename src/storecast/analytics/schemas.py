@@ -1,0 +1,265 @@
+"""Request and response bodies of the analytics API (pydantic; they feed ``/openapi.json``)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from storecast.common.telemetry import EventRejection
+
+MAX_EVENTS = 1000  # events per telemetry batch
+MAX_BATCH_BYTES = 2 * 1024 * 1024  # bytes per telemetry batch body
+
+
+class _Query(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# -- ingestion ----------------------------------------------------------------------------
+
+
+class TelemetryAck(BaseModel):
+    """What happened to a telemetry batch: stored, already stored, or refused (by index)."""
+
+    accepted: int
+    duplicates: int
+    rejected: list[EventRejection]
+
+
+# -- shared pieces -------------------------------------------------------------------------
+
+
+class Accuracy(BaseModel):
+    """Forecast accuracy over paired points (all horizons)."""
+
+    points: int  # forecast hours with an actual
+    wape: float | None  # sum |q50 - actual| / sum actual
+    bias: float | None  # (sum q50 - sum actual) / sum actual
+    coverage_80: float | None  # share of actuals within [q10, q90]
+
+
+class Latency(BaseModel):
+    """Percentiles (ms) interpolated from the fixed-bucket histogram."""
+
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+class Window(BaseModel):
+    start: datetime
+    end: datetime
+
+
+# -- stores -------------------------------------------------------------------------------
+
+
+class StoreRow(BaseModel):
+    store_id: str
+    region: str | None
+    devices: int
+    status: Literal["online", "stale", "offline"]  # its best device's
+    last_heartbeat_at: datetime | None
+    model_name: str | None
+    model_version: int | None
+    agent_version: str | None
+    accuracy: Accuracy  # over the list's window
+    forecasts_served: int
+    error_rate: float | None
+
+
+class StoreList(BaseModel):
+    window: Window
+    stores: list[StoreRow]
+
+
+class SeriesPoint(BaseModel):
+    ts: datetime  # hour or day start
+    q10: float | None
+    q50: float | None
+    q90: float | None
+    actual: float | None
+
+
+class StoreSummary(BaseModel):
+    store_id: str
+    window: Window
+    granularity: Literal["hour", "day"]
+    horizon: int  # the forecast horizon the series shows
+    series: list[SeriesPoint]
+    accuracy: Accuracy
+    totals: dict[str, float]  # actual, forecast (sum of q50 at ``horizon``), forecasts_served
+
+
+# -- models -------------------------------------------------------------------------------
+
+
+class VersionPerformance(BaseModel):
+    model_name: str
+    model_version: int
+    arm: str | None = None  # A/B arm, once deployments have arms
+    accuracy: Accuracy
+    wape_ci95: tuple[float, float] | None  # bootstrap / linearised over stores
+    latency: Latency
+    forecasts_served: int
+    errors: int
+    error_rate: float | None
+    devices: int
+    stores: int
+
+
+class ModelPerformance(BaseModel):
+    window: Window
+    versions: list[VersionPerformance]
+
+
+# -- fleet --------------------------------------------------------------------------------
+
+
+class DeviceCounts(BaseModel):
+    total: int
+    online: int  # heartbeat within ONLINE_AFTER
+    stale: int  # heartbeat within STALE_AFTER
+    offline: int  # older, or never
+
+
+class VersionShare(BaseModel):
+    model_name: str | None
+    model_version: int | None
+    devices: int
+
+
+class UpdateCounts(BaseModel):
+    activated: int
+    rejected: int
+    rolled_back: int
+    success_rate: float | None  # activated / (activated + rejected)
+
+
+class FleetKpis(BaseModel):
+    at: datetime
+    window: Window
+    devices: DeviceCounts
+    versions: list[VersionShare]
+    updates: UpdateCounts
+    forecasts_served: int
+    errors: int
+    error_rate: float | None
+    latency: Latency
+    sales: dict[str, float | None]  # actual, forecast, wape (chain level, paired hours)
+    telemetry: dict[str, int]  # backlog (sum of outbox depths), dropped (sum reported)
+
+
+class FleetHour(BaseModel):
+    hour: datetime
+    forecasts_served: int
+    errors: int
+    error_rate: float | None
+    latency: Latency
+    accuracy: Accuracy
+
+
+class FleetSeries(BaseModel):
+    window: Window
+    hours: list[FleetHour]
+
+
+# -- model events, usage -------------------------------------------------------------------
+
+
+class ModelEventOut(BaseModel):
+    event_id: str
+    ts: datetime
+    device_id: str
+    store_id: str
+    action: str
+    model_name: str
+    model_version: int
+    agent_version: str
+    digest: str | None
+    reason: str | None
+    duration_ms: float | None
+
+
+class ModelEventList(BaseModel):
+    events: list[ModelEventOut]
+
+
+class ForecastUsageRow(BaseModel):
+    day: date
+    store_id: str
+    forecasts_served: int
+    errors: int
+
+
+class ApiUsageOut(BaseModel):
+    day: date
+    actor: str
+    role: str
+    method: str
+    endpoint: str
+    status: int
+    count: int
+
+
+class ForecastUsage(BaseModel):
+    rows: list[ForecastUsageRow]
+
+
+class ApiUsage(BaseModel):
+    rows: list[ApiUsageOut]
+
+
+# -- root cause ----------------------------------------------------------------------------
+
+Metric = Literal["error_rate", "wape", "latency_p95"]
+Dimension = Literal[
+    "model_version", "store", "region", "agent_version", "hour_of_day", "error_kind"
+]
+
+
+class Finding(BaseModel):
+    """One dimension value and how much of the change it explains."""
+
+    dimension: str
+    value: str
+    share_of_excess: float  # this value's excess / the total excess
+    share_of_volume: float  # this value's share of the window's volume
+    score: float  # share_of_excess - share_of_volume: how concentrated the change is here
+    window_value: float | None
+    baseline_value: float | None
+
+
+class RootCause(BaseModel):
+    metric: Metric
+    window: Window
+    baseline: Window
+    window_value: float | None
+    baseline_value: float | None
+    excess: float  # window numerator minus what the baseline rate predicts
+    findings: list[Finding]
+    model_events: list[ModelEventOut]
+    deployments: list[dict[str, object]]
+
+
+class Incident(BaseModel):
+    metric: Metric
+    window: Window
+    window_value: float | None
+    baseline_value: float | None
+    threshold: float
+    findings: list[Finding]
+
+
+class IncidentList(BaseModel):
+    at: datetime
+    incidents: list[Incident]
+
+
+# -- query strings ---------------------------------------------------------------------------
+
+Granularity = Literal["hour", "day"]
+Format = Literal["json", "csv", "jsonl"]
+Horizon = Annotated[int, Field(ge=1, le=168)]
