@@ -1,38 +1,38 @@
-"""Telemetry ingestion: validate a device's batch, store new events, keep rollups current.
+"""Telemetry ingestion: check a device's batch, store its new events, keep rollups current.
 
-``ingest_batch`` does the whole job in one write transaction, so a batch is either fully
-applied or not at all, and a resent batch finds its events already stored and counts
-them as duplicates (the raw table's primary key is the event id). Only events inserted
-by this call touch a rollup, which is what makes ingestion exactly-once.
+``screen_batch`` is pure: it turns a request body into typed events and per-event
+rejections (or refuses the whole batch). ``ingest_batch`` then works in the caller's write
+transaction: the batch is applied fully or not at all, and a resent batch finds its event
+ids stored and counts them as duplicates. Only events new to this call reach the rollups
+(``storecast.analytics.rollups``), which is what makes ingestion exactly-once.
 
-Forecast points and actuals meet whichever arrives second: a new actual fills the points
-already stored for its hour; a new forecast point is stored with the actual when that
-hour is already known. Each pairing adds its sums to ``accuracy_hourly`` once.
+Raw record: each batch's accepted events are kept as received (``telemetry_batches``),
+and every accepted event id points at its batch (``telemetry_events``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import column, select, table, text
+from sqlalchemy import bindparam, column, insert, select, table, text
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from storecast.analytics.rollups import Rollup, insert_for
-from storecast.analytics.schemas import TelemetryAck
-from storecast.analytics.tables import (
-    TelemetryEventRow,
-)
+from storecast.analytics.rollups import Rollup, statements
+from storecast.analytics.schemas import MAX_BATCH_BYTES, MAX_EVENTS, TelemetryAck
+from storecast.analytics.tables import TelemetryBatchRow, TelemetryEventRow
+from storecast.common.rawsql import RawStatement, dbapi_cursor
 from storecast.common.telemetry import (
     EventRejection,
     TelemetryEvent,
     validate_event,
 )
 
-__all__ = ["FUTURE_LIMIT", "IngestError", "ingest_batch", "screen_batch"]
+__all__ = ["FUTURE_LIMIT", "BatchRefused", "Screened", "ingest_batch", "screen_batch"]
 
 FUTURE_LIMIT = timedelta(days=1)  # events stamped later than now + this are refused
 
@@ -40,53 +40,86 @@ FUTURE_LIMIT = timedelta(days=1)  # events stamped later than now + this are ref
 _DEVICES = table("devices", column("device_id"), column("store_id"))
 
 
-class IngestError(Exception):
-    """The whole batch is refused (another device's events): the view answers 403."""
+class BatchRefused(Exception):
+    """The whole batch is refused; ``status`` is the HTTP answer (400, 403, 413, 422)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
 
 
 @dataclass
 class Screened:
-    """A batch split into typed events and per-event rejections (pure; no I/O)."""
+    """A batch split into typed events and per-event rejections."""
 
     events: list[TelemetryEvent] = field(default_factory=list)
-    raws: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[EventRejection] = field(default_factory=list)
+    body: bytes | None = None  # the request body, when every event in it is accepted
 
 
-def screen_batch(
-    raw_events: Sequence[Any], device_id: str, store_id: str | None, now: datetime
-) -> Screened:
-    """Validate every event of a batch sent by ``device_id`` (enrolled in ``store_id``).
+def _too_large() -> BatchRefused:
+    return BatchRefused(
+        413,
+        "payload_too_large",
+        f"a telemetry batch may hold at most {MAX_EVENTS} events and {MAX_BATCH_BYTES} bytes",
+    )
 
-    Raises ``IngestError`` when any event names another device: a device never speaks
-    for another one, and such a batch is refused whole. Everything else that is wrong is
-    a per-event rejection, so one bad event never blocks a device's queue.
+
+def _raw_events(body: bytes) -> list[Any]:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BatchRefused(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise BatchRefused(422, "validation_error", 'send {"events": [...]}', field="events")
+    if extra := sorted(set(data) - {"events"}):
+        raise BatchRefused(422, "validation_error", "unknown field", field=extra[0])
+    events: list[Any] = data["events"]
+    return events
+
+
+def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetime) -> Screened:
+    """Check a batch body sent by ``device_id`` (enrolled in ``store_id``).
+
+    Refused whole (``BatchRefused``): oversize, malformed JSON, not ``{"events": [...]}``,
+    or any event naming another device (a device never speaks for another one). Anything
+    else wrong is a per-event rejection, so one bad event never blocks a device's queue.
     """
-    for index, raw in enumerate(raw_events):
+    if len(body) > MAX_BATCH_BYTES:
+        raise _too_large()
+    raws = _raw_events(body)
+    if len(raws) > MAX_EVENTS:
+        raise _too_large()
+    for index, raw in enumerate(raws):
         claimed = raw.get("device_id") if isinstance(raw, dict) else None
         if isinstance(claimed, str) and claimed != device_id:
-            raise IngestError(
-                f"event {index} is for device {claimed!r}; this token is device {device_id!r}'s"
+            raise BatchRefused(
+                403,
+                "forbidden",
+                f"event {index} is for device {claimed!r}; this token is device {device_id!r}'s",
             )
     not_after = now + FUTURE_LIMIT
     screened = Screened()
-    for index, raw in enumerate(raw_events):
-        checked = validate_event(index, raw, not_after=not_after)
+    for index, raw in enumerate(raws):
+        checked = validate_event(index, raw)
         if isinstance(checked, EventRejection):
             screened.rejected.append(checked)
-        elif store_id is not None and checked.store_id != store_id:
+        elif checked.ts > not_after:
             screened.rejected.append(
-                EventRejection(
-                    index=index,
-                    event_id=str(checked.event_id),
-                    field="store_id",
-                    reason=f"device {device_id!r} is enrolled in store {store_id!r}",
-                )
+                _rejection(index, checked, "ts", f"more than {FUTURE_LIMIT} in the future")
             )
+        elif store_id is not None and checked.store_id != store_id:
+            reason = f"device {device_id!r} is enrolled in store {store_id!r}"
+            screened.rejected.append(_rejection(index, checked, "store_id", reason))
         else:
             screened.events.append(checked)
-            screened.raws.append(raw)
+    if not screened.rejected:
+        screened.body = body
     return screened
+
+
+def _rejection(index: int, event: TelemetryEvent, name: str, reason: str) -> EventRejection:
+    return EventRejection(index=index, event_id=str(event.event_id), field=name, reason=reason)
 
 
 def enrolled_store(session: Session, device_id: str) -> str | None:
@@ -97,19 +130,15 @@ def enrolled_store(session: Session, device_id: str) -> str | None:
     return None if found is None else str(found)
 
 
-def ingest_batch(
-    session: Session, device_id: str, raw_events: Sequence[Any], now: datetime
-) -> TelemetryAck:
+def ingest_batch(session: Session, device_id: str, body: bytes, now: datetime) -> TelemetryAck:
     """Store a device's batch and update every rollup, inside the caller's write transaction."""
-    screened = screen_batch(raw_events, device_id, enrolled_store(session, device_id), now)
+    screened = screen_batch(body, device_id, enrolled_store(session, device_id), now)
     if screened.events and session.get_bind().dialect.name == "postgresql":
         # One store's batches apply one at a time, so a forecast and its actual arriving
         # in two concurrent transactions still meet (SQLite writers serialise anyway).
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"),
-            {"key": f"ingest:{screened.events[0].store_id}"},
-        )
-    fresh = _insert_raw(session, screened, now)
+        key = f"ingest:{screened.events[0].store_id}"
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+    fresh = _store_raw(session, device_id, screened, now)
     Rollup(session, device_id).apply(fresh)
     return TelemetryAck(
         accepted=len(fresh),
@@ -118,36 +147,71 @@ def ingest_batch(
     )
 
 
-def _insert_raw(session: Session, screened: Screened, now: datetime) -> list[TelemetryEvent]:
-    """Insert the batch's events; the ones that were new (not stored before), in order."""
-    rows: dict[str, dict[str, Any]] = {}
-    for event, raw in zip(screened.events, screened.raws, strict=True):
-        key = str(event.event_id)
-        if key in rows:
-            continue  # the same event twice in one batch counts once
-        rows[key] = {
-            "event_id": key,
-            "device_id": event.device_id,
-            "store_id": event.store_id,
-            "type": event.type,
-            "ts": event.ts,
-            "received_at": now,
-            "model_name": event.model.name if event.model else None,
-            "model_version": event.model.version if event.model else None,
-            "payload": json.dumps(raw["payload"], separators=(",", ":")),
-        }
-    if not rows:
-        return []
-    stmt = (
-        insert_for(session, TelemetryEventRow.__table__)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(TelemetryEventRow.event_id)
-    )
-    inserted = set(session.execute(stmt, list(rows.values())).scalars())
-    fresh: list[TelemetryEvent] = []
+def _store_raw(
+    session: Session, device_id: str, screened: Screened, now: datetime
+) -> list[TelemetryEvent]:
+    """Keep the batch's new events; return them in batch order (first copy of repeats)."""
+    events: dict[str, TelemetryEvent] = {}
     for event in screened.events:
-        key = str(event.event_id)
-        if key in inserted:
-            inserted.discard(key)  # the first copy of an in-batch duplicate only
-            fresh.append(event)
-    return fresh
+        events.setdefault(str(event.event_id), event)
+    if not events:
+        return []
+    stored = _stored_ids(session, list(events))
+    fresh = {key: event for key, event in events.items() if key not in stored}
+    if not fresh:
+        return []
+    if screened.body is not None and len(fresh) == len(screened.events):
+        body = screened.body.decode()  # every event new and valid: keep it as sent
+    else:
+        accepted = [event.model_dump(mode="json") for event in fresh.values()]
+        body = json.dumps({"events": accepted}, separators=(",", ":"))
+    sql, raw = statements(session), _raw_statements(session)
+    batch = {"device_id": device_id, "received_at": sql.ts(now), "events": len(fresh)}
+    batch_id = raw.batch.fetchall(session, {**batch, "body": body})[0][0]
+    rows = [
+        {"event_id": key, "batch_id": batch_id, "type": event.type, "ts": sql.ts(event.ts)}
+        for key, event in fresh.items()
+    ]
+    raw.event.executemany(session, rows)
+    return list(fresh.values())
+
+
+def _stored_ids(session: Session, ids: list[str]) -> set[str]:
+    """Which of ``ids`` are stored already (one query; ingestion holds the store's lock)."""
+    cursor = dbapi_cursor(session)
+    try:
+        if session.get_bind().dialect.name == "postgresql":
+            cursor.execute("SELECT event_id FROM telemetry_events WHERE event_id = ANY(%s)", [ids])
+        else:
+            marks = ",".join("?" * len(ids))
+            sql = f"SELECT event_id FROM telemetry_events WHERE event_id IN ({marks})"
+            cursor.execute(sql, ids)
+        return {str(found[0]) for found in cursor.fetchall()}
+    finally:
+        cursor.close()
+
+
+@dataclass(frozen=True)
+class _RawStatements:
+    batch: RawStatement
+    event: RawStatement
+
+
+@functools.cache
+def _compiled(dialect_name: str, dialect: Dialect) -> _RawStatements:
+    return _RawStatements(
+        RawStatement(
+            insert(TelemetryBatchRow)
+            .values(
+                {name: bindparam(name) for name in ("device_id", "received_at", "events", "body")}
+            )
+            .returning(TelemetryBatchRow.id),
+            dialect,
+        ),
+        RawStatement(insert(TelemetryEventRow), dialect),
+    )
+
+
+def _raw_statements(session: Session) -> _RawStatements:
+    dialect = session.get_bind().dialect
+    return _compiled(dialect.name, dialect)

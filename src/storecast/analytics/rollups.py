@@ -1,21 +1,29 @@
 """Rollups kept current at ingest: one batch's new events added to the hourly tables.
 
 Sums are grouped in memory first, then written with one upsert per table
-(``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``), on SQLite and PostgreSQL.
+(``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``) on SQLite and PostgreSQL.
+Statements are compiled once per dialect and run on the DBAPI cursor of the ingest
+transaction (``storecast.common.rawsql``): this is the cloud's hottest write path.
+
 Forecast points and actuals meet whichever arrives second: a new actual fills the points
-already stored for its hour; a new forecast point is stored with the actual when that
-hour is already known. Each pairing adds its sums to ``accuracy_hourly`` exactly once.
+already stored for its hour; a new forecast is stored already paired with the actuals
+known for its hours. Each pairing adds its sums to ``accuracy_hourly`` exactly once. The
+first report wins: one actual per store-hour, one forecast per store, origin and model.
+The caller serialises ingestion per store (SQLite's write lock; an advisory lock on
+PostgreSQL), which is what makes the read-then-insert steps here race-free.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from storecast.analytics.tables import (
@@ -30,6 +38,7 @@ from storecast.analytics.tables import (
     ModelEventRow,
     StoreActualRow,
 )
+from storecast.common.rawsql import RawStatement, timestamp_binder, utc
 from storecast.common.telemetry import (
     ActualEvent,
     ErrorEvent,
@@ -41,13 +50,107 @@ from storecast.common.telemetry import (
     hour_floor,
 )
 
-__all__ = ["Rollup", "insert_for"]
+__all__ = ["Rollup", "insert_for", "statements"]
+
+_INFERENCE_SUMS = ("count", "errors", *BUCKET_COLUMNS)
+_ACCURACY_SUMS = ("points", "sum_actual", "sum_q50", "sum_abs_err", "covered")
+_HOURLY_KEY = ("hour", "store_id", "model_name", "model_version", "agent_version")
+_ERROR_KEY = ("hour", "store_id", "component", "kind", "model_name", "model_version")
+_STATE_COLUMNS = tuple(c.name for c in DeviceStateRow.__table__.columns)
 
 
-def insert_for(session: Session, target: Table | Any) -> Any:
-    """The dialect's INSERT (with ON CONFLICT support)."""
-    name = session.get_bind().dialect.name
-    return (postgresql.insert if name == "postgresql" else sqlite.insert)(target)
+def insert_for(session: Session, target: Any) -> Any:
+    """The dialect's INSERT for ``target`` (it has ON CONFLICT clauses)."""
+    return _insert(session.get_bind().dialect, target)
+
+
+def _insert(dialect: Dialect, target: Any) -> Any:
+    return (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(target)
+
+
+def _increment(dialect: Dialect, target: Any, keys: Sequence[str], sums: Sequence[str]) -> Any:
+    ins = _insert(dialect, target)
+    return ins.on_conflict_do_update(
+        index_elements=list(keys), set_={name: target.c[name] + ins.excluded[name] for name in sums}
+    )
+
+
+class Statements:
+    """Every statement ingestion runs, compiled for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.ts: Callable[[datetime], Any] = timestamp_binder(dialect)
+        fp, actual, state = ForecastPointRow, StoreActualRow, DeviceStateRow
+        self.agent = RawStatement(
+            select(state.agent_version).where(state.device_id == bindparam("device_id")), dialect
+        )
+        ins = _insert(dialect, state.__table__)
+        self.state = RawStatement(
+            ins.on_conflict_do_update(
+                index_elements=["device_id"],
+                set_={k: ins.excluded[k] for k in _STATE_COLUMNS if k != "device_id"},
+                where=state.last_heartbeat_at <= ins.excluded.last_heartbeat_at,
+            ),
+            dialect,
+        )
+        self.model_event = RawStatement(
+            _insert(dialect, ModelEventRow.__table__).on_conflict_do_nothing(), dialect
+        )
+        self.known_actuals = RawStatement(
+            select(actual.ts, actual.sales_units).where(
+                actual.store_id == bindparam("store_id"),
+                actual.ts >= bindparam("first"),
+                actual.ts <= bindparam("last"),
+            ),
+            dialect,
+        )
+        self.actual = RawStatement(_insert(dialect, actual.__table__), dialect)
+        self.pair = RawStatement(
+            update(fp)
+            .where(fp.store_id == bindparam("s"), fp.ts == bindparam("t"), fp.actual.is_(None))
+            .values(actual=bindparam("a"))
+            .returning(fp.model_name, fp.model_version, fp.agent_version, fp.q10, fp.q50, fp.q90),
+            dialect,
+        )
+        self.known_origins = RawStatement(
+            select(fp.ts, fp.model_name, fp.model_version).where(
+                fp.store_id == bindparam("store_id"),
+                fp.horizon == 1,
+                fp.ts >= bindparam("first"),
+                fp.ts <= bindparam("last"),
+            ),
+            dialect,
+        )
+        self.point = RawStatement(_insert(dialect, fp.__table__).on_conflict_do_nothing(), dialect)
+        self.inference = RawStatement(
+            _increment(
+                dialect,
+                InferenceHourlyRow.__table__,
+                _HOURLY_KEY,
+                ("count", "errors", *BUCKET_COLUMNS),
+            ),
+            dialect,
+        )
+        self.errors = RawStatement(
+            _increment(
+                dialect, ErrorHourlyRow.__table__, (*_ERROR_KEY, "agent_version"), ("count",)
+            ),
+            dialect,
+        )
+        self.accuracy = RawStatement(
+            _increment(dialect, AccuracyHourlyRow.__table__, _HOURLY_KEY, _ACCURACY_SUMS), dialect
+        )
+
+
+@functools.cache
+def _statements(dialect_name: str, dialect: Dialect) -> Statements:
+    return Statements(dialect)
+
+
+def statements(session: Session) -> Statements:
+    """The compiled statements for the session's database."""
+    dialect = session.get_bind().dialect
+    return _statements(dialect.name, dialect)
 
 
 def _model_key(event: TelemetryEvent) -> tuple[str, int]:
@@ -55,10 +158,11 @@ def _model_key(event: TelemetryEvent) -> tuple[str, int]:
 
 
 class Rollup:
-    """Adds one batch's new events to the rollup tables (sums grouped in memory first)."""
+    """Adds one batch's new events (one device's, in one store) to the rollup tables."""
 
     def __init__(self, session: Session, device_id: str) -> None:
         self.session = session
+        self.sql = statements(session)
         self.device_id = device_id
         self.inference: dict[tuple[Any, ...], list[int]] = defaultdict(
             lambda: [0] * (2 + len(BUCKET_COLUMNS))
@@ -67,6 +171,7 @@ class Rollup:
         self.accuracy: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * 5)
 
     def apply(self, events: Sequence[TelemetryEvent]) -> None:
+        """Add ``events`` (new ones only: already deduplicated by event id)."""
         if not events:
             return
         agent = self._stored_agent()
@@ -88,11 +193,10 @@ class Rollup:
             elif isinstance(event, ForecastEvent):
                 forecasts.append((event, agent))
             elif isinstance(event, ModelEvent):
-                model_rows.append(_model_row(event, agent))
+                model_rows.append(self._model_row(event, agent))
         if newest is not None:
-            self._upsert_state(newest)
-        if model_rows:
-            self.session.execute(insert_for(self.session, ModelEventRow.__table__), model_rows)
+            self.sql.state.executemany(self.session, [self._state_row(newest)])
+        self.sql.model_event.executemany(self.session, model_rows)
         # Actuals first: they pair with points stored by earlier batches. Points stored
         # below are inserted already paired, so no pairing is ever counted twice.
         self._store_actuals(actuals)
@@ -100,16 +204,13 @@ class Rollup:
         self._flush()
 
     def _stored_agent(self) -> str:
-        found = self.session.execute(
-            select(DeviceStateRow.agent_version).where(DeviceStateRow.device_id == self.device_id)
-        ).scalar()
-        return NO_AGENT if found is None else str(found)
+        found = self.sql.agent.fetchall(self.session, {"device_id": self.device_id})
+        return str(found[0][0]) if found else NO_AGENT
 
     def _add_inference(self, event: InferenceEvent, agent: str) -> None:
         name, version = _model_key(event)
-        sums = self.inference[
-            (hour_floor(event.payload.window_start), event.store_id, name, version, agent)
-        ]
+        key = (hour_floor(event.payload.window_start), event.store_id, name, version, agent)
+        sums = self.inference[key]
         sums[0] += event.payload.count
         sums[1] += event.payload.errors
         for i, n in enumerate(event.payload.latency_hist):
@@ -117,28 +218,27 @@ class Rollup:
 
     def _add_error(self, event: ErrorEvent, agent: str) -> None:
         name, version = _model_key(event)
-        payload = event.payload
-        key = (hour_floor(event.ts), event.store_id, payload.component, payload.kind)
-        self.errors[(*key, name, version, agent)] += payload.count
+        p = event.payload
+        key = (hour_floor(event.ts), event.store_id, p.component, p.kind, name, version, agent)
+        self.errors[key] += p.count
 
     def _pair(
-        self, hour: datetime, store_id: str, model: tuple[str, int], agent: str, point: Any
+        self, key: tuple[Any, ...], q10: float, q50: float, q90: float, actual: float
     ) -> None:
-        q10, q50, q90, actual = point
-        sums = self.accuracy[(hour, store_id, model[0], model[1], agent)]
+        sums = self.accuracy[key]
         sums[0] += 1
         sums[1] += actual
         sums[2] += q50
         sums[3] += abs(q50 - actual)
         sums[4] += 1 if q10 <= actual <= q90 else 0
 
-    def _upsert_state(self, beat: HeartbeatEvent) -> None:
+    def _state_row(self, beat: HeartbeatEvent) -> dict[str, Any]:
         name, version = _model_key(beat)
         p = beat.payload
-        row = {
+        return {
             "device_id": beat.device_id,
             "store_id": beat.store_id,
-            "last_heartbeat_at": beat.ts,
+            "last_heartbeat_at": self.sql.ts(beat.ts),
             "agent_version": p.agent_version,
             "model_name": name,
             "model_version": version,
@@ -151,168 +251,122 @@ class Rollup:
             "last_poll_ok": p.last_poll_ok,
             "last_upload_ok": p.last_upload_ok,
         }
-        ins = insert_for(self.session, DeviceStateRow.__table__)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["device_id"],
-            set_={k: ins.excluded[k] for k in row if k != "device_id"},
-            where=DeviceStateRow.last_heartbeat_at <= ins.excluded.last_heartbeat_at,
-        )
-        self.session.execute(stmt, row)
 
-    def _store_actuals(self, actuals: Iterable[ActualEvent]) -> None:
-        rows = {
-            (a.store_id, a.payload.ts): {
-                "store_id": a.store_id,
-                "ts": a.payload.ts,
+    def _model_row(self, event: ModelEvent, agent: str) -> dict[str, Any]:
+        p = event.payload
+        return {
+            "event_id": str(event.event_id),
+            "ts": self.sql.ts(event.ts),
+            "device_id": event.device_id,
+            "store_id": event.store_id,
+            "action": p.action,
+            "model_name": p.name,
+            "model_version": p.version,
+            "agent_version": agent,
+            "digest": p.digest,
+            "reason": p.reason,
+            "duration_ms": p.duration_ms,
+        }
+
+    def _known(self, stmt: RawStatement, store_id: str, hours: list[datetime]) -> list[Any]:
+        bounds = {"store_id": store_id, "first": self.sql.ts(min(hours))}
+        return stmt.fetchall(self.session, {**bounds, "last": self.sql.ts(max(hours))})
+
+    def _store_actuals(self, actuals: Sequence[ActualEvent]) -> None:
+        if not actuals:
+            return
+        store_id = actuals[0].store_id
+        stored = {
+            utc(ts)
+            for ts, _ in self._known(
+                self.sql.known_actuals, store_id, [a.payload.ts for a in actuals]
+            )
+        }
+        new: dict[datetime, ActualEvent] = {}
+        for a in actuals:
+            hour = a.payload.ts
+            if hour not in stored and hour not in new:
+                new[hour] = a
+        rows = [
+            {
+                "store_id": store_id,
+                "ts": self.sql.ts(hour),
                 "sales_units": a.payload.sales_units,
                 "footfall": a.payload.footfall,
                 "device_id": a.device_id,
             }
-            for a in actuals
-        }
-        if not rows:
-            return
-        stmt = (
-            insert_for(self.session, StoreActualRow.__table__)
-            .on_conflict_do_nothing(index_elements=["store_id", "ts"])
-            .returning(StoreActualRow.store_id, StoreActualRow.ts)
-        )
-        new = self.session.execute(stmt, list(rows.values())).all()
-        fp = ForecastPointRow
-        for store_id, ts in new:
-            sales = rows[(store_id, ts)]["sales_units"]
-            paired = self.session.execute(
-                update(fp)
-                .where(fp.store_id == store_id, fp.ts == ts, fp.actual.is_(None))
-                .values(actual=sales)
-                .returning(
-                    fp.model_name, fp.model_version, fp.agent_version, fp.q10, fp.q50, fp.q90
-                )
-            ).all()
+            for hour, a in new.items()
+        ]
+        self.sql.actual.executemany(self.session, rows)
+        for row, (hour, a) in zip(rows, new.items(), strict=True):
+            sales = a.payload.sales_units
+            paired = self.sql.pair.fetchall(
+                self.session, {"s": store_id, "t": row["ts"], "a": sales}
+            )
             for name, version, agent, q10, q50, q90 in paired:
-                self._pair(ts, store_id, (name, version), agent, (q10, q50, q90, sales))
+                self._pair((hour, store_id, name, version, agent), q10, q50, q90, sales)
 
     def _store_forecasts(self, forecasts: Sequence[tuple[ForecastEvent, str]]) -> None:
         if not forecasts:
             return
-        store_id = forecasts[0][0].store_id  # a batch is one device's, in one store
-        hours = [p.ts for f, _ in forecasts for p in f.payload.points]
-        known = dict(
-            self.session.execute(
-                select(StoreActualRow.ts, StoreActualRow.sales_units).where(
-                    and_(
-                        StoreActualRow.store_id == store_id,
-                        StoreActualRow.ts >= min(hours),
-                        StoreActualRow.ts <= max(hours),
-                    )
-                )
-            ).all()
-        )
-        rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        store_id = forecasts[0][0].store_id
+        points = [p.ts for f, _ in forecasts for p in f.payload.points]
+        known = {
+            utc(ts): sales for ts, sales in self._known(self.sql.known_actuals, store_id, points)
+        }
+        origins = [f.payload.origin for f, _ in forecasts]
+        seen = {
+            (utc(ts), name, version)
+            for ts, name, version in self._known(self.sql.known_origins, store_id, origins)
+        }
+        rows: list[dict[str, Any]] = []
         for event, agent in forecasts:
             name, version = _model_key(event)
+            origin = event.payload.origin
+            if (origin, name, version) in seen:
+                continue  # this origin's forecast by this model was reported already
+            seen.add((origin, name, version))
             for k, point in enumerate(event.payload.points):
-                key = (point.ts, k + 1, name, version)
-                if key in rows:
-                    continue
-                rows[key] = {
-                    "store_id": store_id,
-                    "ts": point.ts,
-                    "horizon": k + 1,
-                    "model_name": name,
-                    "model_version": version,
-                    "origin": event.payload.origin,
-                    "device_id": event.device_id,
-                    "agent_version": agent,
-                    "q10": point.q10,
-                    "q50": point.q50,
-                    "q90": point.q90,
-                    "actual": known.get(point.ts),
-                }
-        stmt = (
-            insert_for(self.session, ForecastPointRow.__table__)
-            .on_conflict_do_nothing(
-                index_elements=["store_id", "ts", "horizon", "model_name", "model_version"]
-            )
-            .returning(
-                ForecastPointRow.ts,
-                ForecastPointRow.horizon,
-                ForecastPointRow.model_name,
-                ForecastPointRow.model_version,
-            )
-        )
-        for ts, horizon, name, version in self.session.execute(stmt, list(rows.values())).all():
-            row = rows[(ts, horizon, name, version)]
-            if row["actual"] is not None:
-                pair = (row["q10"], row["q50"], row["q90"], row["actual"])
-                self._pair(ts, store_id, (name, version), row["agent_version"], pair)
+                actual = known.get(point.ts)
+                rows.append(
+                    {
+                        "store_id": store_id,
+                        "ts": self.sql.ts(point.ts),
+                        "horizon": k + 1,
+                        "model_name": name,
+                        "model_version": version,
+                        "origin": self.sql.ts(origin),
+                        "device_id": event.device_id,
+                        "agent_version": agent,
+                        "q10": point.q10,
+                        "q50": point.q50,
+                        "q90": point.q90,
+                        "actual": actual,
+                    }
+                )
+                if actual is not None:
+                    key = (point.ts, store_id, name, version, agent)
+                    self._pair(key, point.q10, point.q50, point.q90, actual)
+        self.sql.point.executemany(self.session, rows)
 
     def _flush(self) -> None:
-        self._increment(
-            InferenceHourlyRow.__table__,
-            ["hour", "store_id", "model_name", "model_version", "agent_version"],
-            ["count", "errors", *BUCKET_COLUMNS],
-            self.inference,
-        )
-        self._increment(
-            ErrorHourlyRow.__table__,
-            [
-                "hour",
-                "store_id",
-                "component",
-                "kind",
-                "model_name",
-                "model_version",
-                "agent_version",
-            ],
-            ["count"],
-            {k: [v] for k, v in self.errors.items()},
-        )
-        self._increment(
-            AccuracyHourlyRow.__table__,
-            ["hour", "store_id", "model_name", "model_version", "agent_version"],
-            ["points", "sum_actual", "sum_q50", "sum_abs_err", "covered"],
-            self.accuracy,
-        )
-
-    def _increment(
-        self,
-        target: Any,
-        keys: list[str],
-        sums: list[str],
-        groups: dict[tuple[Any, ...], list[Any]],
-    ) -> None:
-        if not groups:
-            return
-        ins = insert_for(self.session, target)
-        stmt = ins.on_conflict_do_update(
-            index_elements=keys,
-            set_={name: target.c[name] + ins.excluded[name] for name in sums},
-        )
-        rows = [
-            {**dict(zip(keys, key, strict=True)), **dict(zip(sums, values, strict=True))}
-            for key, values in sorted(groups.items(), key=lambda item: _sortable(item[0]))
+        ts = self.sql.ts
+        errors: dict[tuple[Any, ...], list[Any]] = {k: [v] for k, v in self.errors.items()}
+        work: list[tuple[RawStatement, tuple[str, ...], tuple[str, ...], dict[Any, list[Any]]]] = [
+            (self.sql.inference, _HOURLY_KEY, _INFERENCE_SUMS, dict(self.inference)),
+            (self.sql.errors, (*_ERROR_KEY, "agent_version"), ("count",), errors),
+            (self.sql.accuracy, _HOURLY_KEY, _ACCURACY_SUMS, dict(self.accuracy)),
         ]
-        self.session.execute(stmt, rows)
-
-
-def _sortable(key: tuple[Any, ...]) -> tuple[str, ...]:
-    # A fixed row order makes concurrent PostgreSQL upserts take row locks in one order.
-    return tuple(str(part) for part in key)
-
-
-def _model_row(event: ModelEvent, agent: str) -> dict[str, Any]:
-    p = event.payload
-    return {
-        "event_id": str(event.event_id),
-        "ts": event.ts,
-        "device_id": event.device_id,
-        "store_id": event.store_id,
-        "action": p.action,
-        "model_name": p.name,
-        "model_version": p.version,
-        "agent_version": agent,
-        "digest": p.digest,
-        "reason": p.reason,
-        "duration_ms": p.duration_ms,
-    }
+        for stmt, keys, sums, groups in work:
+            # A fixed row order makes concurrent PostgreSQL upserts lock rows in one order.
+            ordered = sorted(groups.items(), key=lambda item: tuple(map(str, item[0])))
+            stmt.executemany(
+                self.session,
+                [
+                    {
+                        **dict(zip(keys, (ts(key[0]), *key[1:]), strict=True)),
+                        **dict(zip(sums, values, strict=True)),
+                    }
+                    for key, values in ordered
+                ],
+            )

@@ -4,7 +4,8 @@ Queries read rollups, never raw events, so their cost follows the window asked f
 the history stored. Every aggregated value is a real column. Rollup keys use ``""`` and
 ``0`` for "no model" / "unknown agent" (key columns cannot be NULL).
 
-    telemetry_events   one row per accepted event (event_id is the idempotency key)
+    telemetry_batches  the accepted events of each batch, as received (the raw record)
+    telemetry_events   one row per accepted event id (the idempotency key)
     store_actuals      the actual sales of a store-hour (first report wins)
     forecast_points    each forecast hour by horizon, paired with its actual once known
     accuracy_hourly    per target hour, store, model version, agent: sums over paired points
@@ -31,20 +32,29 @@ NO_AGENT = ""  # agent_version key before a device's first heartbeat
 BUCKET_COLUMNS = tuple(f"b{i:02d}" for i in range(HIST_BUCKETS))
 
 
+class TelemetryBatchRow(Base):
+    """The accepted events of one batch, as received: the raw record rollups derive from."""
+
+    __tablename__ = "telemetry_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    events: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)  # {"events": [...]}, the accepted ones
+
+    __table_args__ = (Index("ix_telemetry_batches_device_id", "device_id"),)
+
+
 class TelemetryEventRow(Base):
-    """An accepted event, as received (the payload kept as JSON text for re-processing)."""
+    """One accepted event id (the idempotency key) and the batch that holds the event."""
 
     __tablename__ = "telemetry_events"
 
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    device_id: Mapped[str] = mapped_column(String(128))
-    store_id: Mapped[str] = mapped_column(String(128))
+    batch_id: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(16))
     ts: Mapped[datetime] = mapped_column(UTCDateTime())
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    model_name: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    payload: Mapped[str] = mapped_column(Text)
 
 
 class StoreActualRow(Base):

@@ -1,17 +1,22 @@
-"""A prebuilt SELECT run straight on the DBAPI cursor, for the few hottest queries.
+"""Prebuilt statements run straight on the DBAPI cursor, for the few hottest paths.
 
 SQLAlchemy's execution path (connection wrapper, parameter processing, result objects)
 costs several times what SQLite spends answering a primary-key lookup. ``RawQuery``
 compiles a Core statement once per engine and runs it on a pooled DBAPI connection;
-callers convert the few non-string columns themselves (see ``utc``).
+``RawStatement`` runs one (``executemany`` too) on the cursor of a session's current
+transaction. Callers convert the few non-string values themselves (``utc`` to read a
+timestamp, ``timestamp_binder`` to write one as ``UTCDateTime`` would).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, Select
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Session
 
 
 class RawQuery:
@@ -49,3 +54,56 @@ def utc(value: Any) -> datetime | None:
     if not isinstance(moment, datetime):
         raise TypeError(f"not a timestamp: {value!r}")
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class RawStatement:
+    """A Core statement compiled once for ``dialect``, run on a session's DBAPI cursor.
+
+    Rows are dicts keyed by parameter name; values must already be what the driver takes
+    (see ``timestamp_binder``). The statement runs inside the session's transaction.
+    """
+
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = str(compiled)
+        self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
+
+    def _bind(self, row: dict[str, Any]) -> Any:
+        if self._defaults:  # literal binds such as "horizon = 1"
+            row = {**self._defaults, **row}
+        return [row[name] for name in self._order] if self._order is not None else row
+
+    def executemany(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per row (nothing when ``rows`` is empty)."""
+        if rows:
+            cursor = dbapi_cursor(session)
+            try:
+                cursor.executemany(self.sql, [self._bind(row) for row in rows])
+            finally:
+                cursor.close()
+
+    def fetchall(self, session: Session, row: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Run the statement once and return what it returns."""
+        cursor = dbapi_cursor(session)
+        try:
+            cursor.execute(self.sql, self._bind(row))
+            return [tuple(found) for found in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+
+def dbapi_cursor(session: Session) -> Any:
+    """A cursor on the DBAPI connection of the session's current transaction."""
+    return session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+
+
+def timestamp_binder(dialect: Dialect) -> Callable[[datetime], Any]:
+    """How to pass an aware timestamp to the driver so it is stored as ``UTCDateTime`` does.
+
+    SQLite keeps SQLAlchemy's text form (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC), so
+    raw writes and ORM reads agree; PostgreSQL takes a naive UTC ``datetime``.
+    """
+    if dialect.name == "sqlite":
+        return lambda moment: moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return lambda moment: moment.astimezone(UTC).replace(tzinfo=None)

@@ -19,13 +19,13 @@ Pure data: no I/O, importable by the edge agent, the simulator and the cloud ali
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -64,34 +64,24 @@ MODEL_ACTIONS = ("download_started", "verified", "activated", "rejected", "rolle
 MAX_HORIZON = 168  # hours a forecast event may cover
 
 
-def _aware_utc(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("timestamp must carry a timezone (e.g. 2026-01-01T00:00:00Z)")
-    return value.astimezone(UTC)
-
-
 def _on_the_hour(value: datetime) -> datetime:
+    value = value.astimezone(UTC)
     if value.minute or value.second or value.microsecond:
         raise ValueError("timestamp must be the start of an hour")
     return value
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise ValueError("must be a finite number")
-    return value
-
-
-UtcTime = Annotated[datetime, AfterValidator(_aware_utc)]
-HourTime = Annotated[datetime, AfterValidator(_aware_utc), AfterValidator(_on_the_hour)]
-Finite = Annotated[float, AfterValidator(_finite)]
-NonNegative = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+# Constraints checked by pydantic-core itself (no Python call per value): ingestion
+# validates every event of every batch, so this is the hot path of the cloud.
+UtcTime = AwareDatetime
+HourTime = Annotated[AwareDatetime, AfterValidator(_on_the_hour)]
+NonNegative = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=0, le=2**62)]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def hour_floor(moment: datetime) -> datetime:
@@ -137,16 +127,10 @@ class InferencePayload(_Strict):
 
 
 class ForecastPoint(_Strict):
-    ts: HourTime
+    ts: AwareDatetime  # origin + k hours
     q10: NonNegative
     q50: NonNegative
     q90: NonNegative
-
-    @model_validator(mode="after")
-    def _ordered(self) -> ForecastPoint:
-        if not self.q10 <= self.q50 <= self.q90:
-            raise ValueError("quantiles must satisfy q10 <= q50 <= q90")
-        return self
 
 
 class ForecastPayload(_Strict):
@@ -158,9 +142,12 @@ class ForecastPayload(_Strict):
     def _hourly_from_origin(self) -> ForecastPayload:
         if len(self.points) != self.horizon:
             raise ValueError(f"points holds {len(self.points)} hours, horizon says {self.horizon}")
+        # One pass here rather than a validator per point: this runs for every forecast.
         for k, point in enumerate(self.points):
             if point.ts != self.origin + timedelta(hours=k):
                 raise ValueError(f"points[{k}].ts must be origin + {k} hours")
+            if not point.q10 <= point.q50 <= point.q90:
+                raise ValueError(f"points[{k}]: quantiles must satisfy q10 <= q50 <= q90")
         return self
 
 

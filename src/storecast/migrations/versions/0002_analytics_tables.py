@@ -183,19 +183,28 @@ def upgrade() -> None:
     op.create_table(
         "telemetry_events",
         sa.Column("event_id", sa.String(length=36), nullable=False),
-        sa.Column("device_id", sa.String(length=128), nullable=False),
-        sa.Column("store_id", sa.String(length=128), nullable=False),
+        sa.Column("batch_id", sa.Integer(), nullable=False),
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("ts", sa.DateTime(), nullable=False),
-        sa.Column("received_at", sa.DateTime(), nullable=False),
-        sa.Column("model_name", sa.String(length=128), nullable=True),
-        sa.Column("model_version", sa.Integer(), nullable=True),
-        sa.Column("payload", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_telemetry_events")),
     )
+    op.create_table(
+        "telemetry_batches",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("device_id", sa.String(length=128), nullable=False),
+        sa.Column("received_at", sa.DateTime(), nullable=False),
+        sa.Column("events", sa.Integer(), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_telemetry_batches")),
+    )
+    with op.batch_alter_table("telemetry_batches", schema=None) as batch_op:
+        batch_op.create_index("ix_telemetry_batches_device_id", ["device_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("telemetry_batches", schema=None) as batch_op:
+        batch_op.drop_index("ix_telemetry_batches_device_id")
+    op.drop_table("telemetry_batches")
     op.drop_table("telemetry_events")
     op.drop_table("store_actuals")
     with op.batch_alter_table("model_events", schema=None) as batch_op:
