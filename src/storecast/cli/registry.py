@@ -1,4 +1,4 @@
-"""``storecast registry init|serve|refresh`` and ``storecast cloud serve``."""
+"""``storecast registry init|serve|refresh``, ``storecast cloud serve``, ``analytics serve``."""
 
 from __future__ import annotations
 
@@ -16,8 +16,13 @@ registry_app = typer.Typer(help="Run the model registry.", no_args_is_help=True)
 cloud_app = typer.Typer(
     help="Run the cloud services (registry and analytics) in one app.", no_args_is_help=True
 )
+analytics_app = typer.Typer(
+    help="Run the analytics service alone (telemetry, analytics API, dashboard).",
+    no_args_is_help=True,
+)
 app.add_typer(registry_app, name="registry")
 app.add_typer(cloud_app, name="cloud")
+app.add_typer(analytics_app, name="analytics")
 
 Home = Annotated[
     Path,
@@ -69,11 +74,16 @@ def _serve(home: Path, host: str, port: int, workers: int, service: str) -> None
     )
 
     def factory() -> Flask:
+        settings = RegistryConfig.from_env(home)
+        if service == "analytics":
+            from storecast.analytics.app import create_app as create_analytics
+
+            return create_analytics(settings.home, settings.db_url, settings.clock)
         if service == "cloud":
             from storecast.cloud import create_app
         else:
             from storecast.registry.app import create_app
-        return create_app(RegistryConfig.from_env(home))
+        return create_app(settings)
 
     serve(factory, sock, workers=workers, name=f"storecast-{service}")
 
@@ -124,3 +134,14 @@ def serve_cloud(
 ) -> None:
     """Serve the registry and analytics in one gunicorn app (Ctrl-C stops)."""
     _serve(home, host, port, workers, "cloud")
+
+
+@analytics_app.command("serve")
+def serve_analytics(
+    home: Home = Path("registry-home"),
+    host: Host = "127.0.0.1",
+    port: Port = 8081,
+    workers: Workers = 2,
+) -> None:
+    """Serve analytics alone over the cloud home's database (Ctrl-C stops)."""
+    _serve(home, host, port, workers, "analytics")
