@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, column, insert, select, table, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -67,8 +68,8 @@ def _too_large() -> BatchRefused:
 
 def _raw_events(body: bytes) -> list[Any]:
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(body)  # several times faster than json: this is the hot path
+    except orjson.JSONDecodeError as exc:
         raise BatchRefused(400, "malformed_json", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("events"), list):
         raise BatchRefused(422, "validation_error", 'send {"events": [...]}', field="events")
