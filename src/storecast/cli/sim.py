@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from storecast.cli._app import app, console
+from storecast.cli._app import INTERRUPTED, app, console, fail
+from storecast.common.clock import SystemClock
+from storecast.common.errors import ConfigError
+from storecast.common.telemetry import hour_floor
 from storecast.forecasting.synthetic import ChainConfig, generate_chain
+from storecast.sim.telemetry import TelemetrySim, TelemetrySimConfig
 
-sim_app = typer.Typer(help="Simulators: synthetic store history.", no_args_is_help=True)
+sim_app = typer.Typer(
+    help="Simulators: synthetic store history and fleet telemetry.", no_args_is_help=True
+)
 app.add_typer(sim_app, name="sim")
 
 
@@ -39,3 +49,126 @@ def history(
         raise typer.BadParameter(str(exc)) from exc
     rows = chain.history.write_csv(out)
     console.print(f"wrote {rows:,} store-hours of {stores} stores over {days} days to {out}")
+
+
+class Fault(StrEnum):
+    """The faults ``sim telemetry`` can inject (``storecast.sim.telemetry.FAULTS``)."""
+
+    BAD_MODEL = "bad-model"
+    BROKEN_STORE = "broken-store"
+    BAD_AGENT = "bad-agent"
+
+
+def _end_hour(end: str | None) -> datetime:
+    """``--end`` as an aware UTC hour; the current hour when not given."""
+    if end is None:
+        return hour_floor(SystemClock().now())
+    try:
+        return datetime.strptime(end, "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"expected an hour as YYYY-MM-DDTHH (e.g. 2026-03-01T00), got {end!r}",
+            param_hint="--end",
+        ) from exc
+
+
+@sim_app.command("telemetry")
+def telemetry(
+    devices: Annotated[
+        int, typer.Option(min=1, max=100_000, help="Devices to simulate (one per store).")
+    ] = 10,
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Days of telemetry.")] = 7,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same events).")] = 7,
+    fault: Annotated[Fault | None, typer.Option(help="A fault in the last hours.")] = None,
+    fault_hours: Annotated[int, typer.Option(min=1, help="Hours the fault lasts.")] = 24,
+    end: Annotated[
+        str | None,
+        typer.Option(help="End of the span (exclusive), YYYY-MM-DDTHH UTC [default: this hour]."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="JSONL file to write.")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Cloud URL to post to.")] = None,
+    token: Annotated[
+        str | None, typer.Option("--token", help="Admin token (enrols the devices).")
+    ] = None,
+    tokens: Annotated[
+        Path | None,
+        typer.Option("--tokens", help="Device token file: reused, and updated on enrolment."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="Events per request.")] = 500,
+) -> None:
+    """Simulate a fleet's telemetry: write it as JSONL (--out) or post it (--url, --token)."""
+    if (out is None) == (url is None):
+        raise typer.BadParameter("give exactly one of --out FILE or --url URL", param_hint="--out")
+    if url is not None and not token:
+        raise typer.BadParameter("--url needs --token ADMIN_TOKEN", param_hint="--token")
+    try:
+        config = TelemetrySimConfig(
+            end=_end_hour(end),
+            devices=devices,
+            days=days,
+            seed=seed,
+            fault=fault.value if fault is not None else None,
+            fault_hours=fault_hours,
+        )
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    sim = TelemetrySim(config)
+    span = f"{config.start:%Y-%m-%dT%H}..{config.end:%Y-%m-%dT%H} UTC"
+    if out is not None:
+        _write(sim, out, span)
+    elif url is not None and token is not None:  # checked above
+        _post(sim, url, token, tokens, batch_size)
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _write(sim: TelemetrySim, out: Path, span: str) -> None:
+    from storecast.sim.sender import write_jsonl
+
+    with _bar() as bar:
+        task = bar.add_task("generating", total=len(sim.devices))
+
+        def events() -> Iterator[dict[str, object]]:
+            for _, stream in sim.streams():
+                yield from stream
+                bar.advance(task)
+
+        n = write_jsonl(events(), out)
+    console.print(
+        f"wrote {n:,} events of {len(sim.devices)} devices ({span}) to {out}", highlight=False
+    )
+
+
+def _post(sim: TelemetrySim, url: str, token: str, tokens: Path | None, batch_size: int) -> None:
+    from storecast.sim.sender import load_tokens, post, save_tokens
+
+    known = load_tokens(tokens) if tokens is not None else {}
+    try:
+        with _bar() as bar:
+            task = bar.add_task("posting", total=len(sim.devices))
+
+            def progress(devices_done: int, events_sent: int) -> None:
+                bar.update(task, completed=devices_done, description=f"{events_sent:,} events")
+
+            totals = post(url, token, sim, batch_size=batch_size, tokens=known, progress=progress)
+    finally:
+        if tokens is not None:
+            save_tokens(known, tokens)
+    console.print(
+        f"sent {totals.sent:,} events of {totals.devices} devices: {totals.accepted:,} accepted, "
+        f"{totals.duplicates:,} duplicates, {totals.rejected:,} rejected",
+        highlight=False,
+    )
+    for rejection in totals.rejection_samples:
+        console.print(f"  rejected: {rejection}", highlight=False)
+    if totals.interrupted:
+        raise fail("interrupted", INTERRUPTED)
