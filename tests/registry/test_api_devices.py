@@ -80,6 +80,23 @@ def test_enrolling_a_device_twice_is_a_409_and_mints_no_token(live, admin):
         assert device.get("/v1/devices/dev-1/assignment").status_code == 200
 
 
+def test_rotating_a_device_token_revokes_the_old_one(live, admin):
+    first = admin.post("/v1/devices", json=ENROL).json()
+    rotated = admin.post("/v1/devices/dev-1/token")
+    assert rotated.status_code == 201
+    assert rotated.json()["token"] != first["token"]
+    with live.client(first["token"]) as old:
+        assert old.get("/v1/devices/dev-1/assignment").status_code == 401
+    with live.client(rotated.json()["token"]) as new:
+        assert new.get("/v1/devices/dev-1/assignment").status_code == 200
+        assert new.post("/v1/devices/dev-1/token").status_code == 403
+    assert admin.post("/v1/devices/nobody/token").status_code == 404
+    admin.delete("/v1/devices/dev-1").raise_for_status()
+    assert admin.post("/v1/devices/dev-1/token").status_code == 410
+    actions = [r["action"] for r in admin.get("/v1/audit").json()["records"]]
+    assert actions.count("device.token_rotate") == 4
+
+
 INVALID_ENROLMENTS = [
     ({**ENROL, "device_id": ""}, "device_id"),
     ({**ENROL, "device_id": "-leading-dash"}, "device_id"),

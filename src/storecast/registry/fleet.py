@@ -95,6 +95,33 @@ def decommission(registry: Registry, device_id: str) -> DeviceRow:
         return row
 
 
+def rotate_token(registry: Registry, device_id: str, who: Principal) -> schemas.Enrolled:
+    """Give an enrolled device a new token and revoke its old ones (a lost or leaked token)."""
+    token = mint_token()
+    with registry.db.transaction(write=True) as session:
+        row = get_device(session, device_id)
+        if row.decommissioned_at is not None:
+            raise ApiError(410, "decommissioned", f"device {device_id!r} was decommissioned")
+        now = registry.config.clock.now()
+        session.execute(
+            update(TokenRow)
+            .where(TokenRow.device_id == device_id, TokenRow.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        session.add(
+            TokenRow(
+                id=token.token_id,
+                name=f"device:{device_id}",
+                role=Role.DEVICE.value,
+                device_id=device_id,
+                secret_sha256=token.secret_sha256,
+                created_at=now,
+                created_by=who.token_id,
+            )
+        )
+    return schemas.Enrolled(device=device_out(row), token=token.secret, token_id=token.token_id)
+
+
 def get_device(session: Session, device_id: str) -> DeviceRow:
     row = session.get(DeviceRow, device_id)
     if row is None:

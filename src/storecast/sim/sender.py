@@ -135,7 +135,8 @@ def _with_retries(call: Callable[[], Any], what: str, backoff_s: float) -> Any:
 def _device_token(
     client: CloudClient, device: SimDevice, tokens: MutableMapping[str, str], backoff_s: float
 ) -> str:
-    """The device's token: a saved one, or a new one from enrolling the device."""
+    """The device's token: a saved one, or a new one (enrolling the device, or replacing
+    the token of a device enrolled before, which revokes its old token)."""
     if device.device_id in tokens:
         return tokens[device.device_id]
     body = {
@@ -153,13 +154,11 @@ def _device_token(
     except ApiRefused as exc:
         if exc.status != 409:
             raise
-        # The registry has no call that mints a new token for an enrolled device, and the
-        # old token was shown once: without a saved token this device cannot send.
-        raise ConfigError(
-            f"device {device.device_id} is already enrolled and its token is not in the "
-            "token file; pass the token file of the run that enrolled it, or use a fresh "
-            "cloud database"
-        ) from exc
+        enrolled = _with_retries(
+            partial(client.json, "POST", f"{DEVICES}/{device.device_id}/token"),
+            f"replacing the token of {device.device_id}",
+            backoff_s,
+        )
     token = str(enrolled["token"])
     tokens[device.device_id] = token
     return token

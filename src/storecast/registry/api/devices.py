@@ -96,6 +96,22 @@ def decommission(device_id: str) -> dict[str, Any]:
     return fleet.device_out(row).model_dump(mode="json")
 
 
+@bp.post("/<device_id>/token")
+@endpoint(
+    "Replace a device's token (the old ones stop working); the new one is returned once",
+    tag="devices",
+    roles=("admin",),
+    responses={201: schemas.Enrolled},
+)
+@audited("device.token_rotate")
+@authorize(Role.ADMIN)
+def rotate_token(device_id: str) -> tuple[dict[str, Any], int]:
+    set_audit_resource(f"device:{device_id}")
+    rotated = fleet.rotate_token(current_registry(), device_id, principal())
+    set_audit_resource(f"device:{device_id}", token_id=rotated.token_id)
+    return rotated.model_dump(mode="json"), 201
+
+
 @bp.get("/<device_id>/assignment")
 @endpoint(
     "The device's poll: what it should run (ETag; 304 when unchanged)",
