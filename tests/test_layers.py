@@ -56,3 +56,23 @@ def test_device_side_code_never_imports_cloud_code():
     assert not any(m.startswith("storecast.registry") for m in mods)
     assert "sqlalchemy" not in mods
     assert "gunicorn" not in mods
+
+
+def test_analytics_never_imports_registry_code_or_the_training_stack():
+    # Registry and analytics are siblings over one database: analytics reads the few
+    # registry tables it needs (devices, deployments) by name, never through its code.
+    mods = imported_modules(
+        "import storecast.analytics.app, storecast.analytics.api, storecast.analytics.ingest, "
+        "storecast.analytics.dashboard, storecast.analytics.rootcause"
+    )
+    assert not any(m.startswith("storecast.registry") for m in mods)
+    assert "torch" not in mods
+    assert "pandas" not in mods
+
+
+def test_the_event_schema_and_simulator_stay_light_for_devices():
+    # The edge agent and the simulators build events with the schema module alone.
+    mods = imported_modules("import storecast.common.telemetry, storecast.sim.telemetry")
+    assert not any(m.startswith(("storecast.registry", "storecast.analytics")) for m in mods)
+    assert "sqlalchemy" not in mods
+    assert "torch" not in mods

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 
+from storecast.analytics.tables import ApiUsageRow
 from storecast.bundle import read_members
 from storecast.common.audit import AuditRow
 from storecast.common.db import Base, make_engine
@@ -52,11 +53,12 @@ class Registry:
         return self.live.client(self.live.admin)
 
     def state(self) -> dict[str, Any]:
-        """Every row but the audit log's, every artifact file, and the newest TUF versions."""
+        """Every row but the call logs' (audit, API usage), every artifact file, and the
+        newest TUF versions."""
         rows: dict[str, list[tuple[Any, ...]]] = {}
         with self.engine.connect() as conn:
             for table in Base.metadata.sorted_tables:
-                if table.name == AuditRow.__tablename__:
+                if table.name in (AuditRow.__tablename__, ApiUsageRow.__tablename__):
                     continue
                 stmt = select(table).order_by(*table.primary_key.columns)
                 rows[table.name] = [tuple(row) for row in conn.execute(stmt)]

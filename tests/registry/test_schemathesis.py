@@ -27,6 +27,7 @@ from schemathesis.checks import (
 )
 
 from storecast.registry.setup import init_registry
+from tests.analytics.conftest import HOUR0, EventMaker
 from tests.registry.conftest import LiveRegistry, registry_config, serve_registry
 
 CHECKS = [
@@ -65,12 +66,29 @@ OPERATIONS = [
     ("GET", "/v1/tokens"),
     ("POST", "/v1/tokens"),
     ("DELETE", "/v1/tokens/{token_id}"),
+    ("POST", "/v1/devices/{device_id}/token"),
+    ("POST", "/v1/telemetry"),
+    ("GET", "/v1/analytics/stores"),
+    ("GET", "/v1/analytics/stores/{store_id}/summary"),
+    ("GET", "/v1/analytics/models"),
+    ("GET", "/v1/analytics/fleet"),
+    ("GET", "/v1/analytics/fleet/series"),
+    ("GET", "/v1/analytics/model-events"),
+    ("GET", "/v1/analytics/usage/forecasts"),
+    ("GET", "/v1/analytics/usage/api"),
+    ("GET", "/v1/analytics/rootcause"),
+    ("GET", "/v1/analytics/incidents"),
 ]
+DEVICE_CALLS = {("POST", "/v1/telemetry")}  # sent with the enrolled device's token
+
+
+_DEVICE_TOKENS: dict[str, str] = {}  # live registry URL -> its enrolled device's token
 
 
 @pytest.fixture(scope="module")
 def populated(tmp_path_factory: pytest.TempPathFactory, bundle_v1: bytes) -> Iterator[LiveRegistry]:
-    """A SQLite registry with a published model, an alias, an enrolled device and a deployment."""
+    """A SQLite cloud with a published model, an alias, a deployment, an enrolled device and
+    some of its telemetry."""
     home = tmp_path_factory.mktemp("schemathesis")
     config = registry_config(home / "registry", f"sqlite:///{home / 'cloud.db'}")
     with serve_registry(config, init_registry(config)) as live:
@@ -84,7 +102,13 @@ def populated(tmp_path_factory: pytest.TempPathFactory, bundle_v1: bytes) -> Ite
             http.post(
                 "/v1/deployments", json={"model": "demand-lstm", "alias": "production"}
             ).raise_for_status()
-        live.enrol("dev-1", "store-1", region="north", tags=["pilot"])
+        device_token = live.enrol("dev-1", "store-1", region="north", tags=["pilot"])
+        _DEVICE_TOKENS[live.url] = device_token
+        maker = EventMaker("dev-1", "store-1")
+        events = [maker.heartbeat(HOUR0), maker.inference(HOUR0, [3, 2], errors=1)]
+        events += [maker.forecast(HOUR0, [4.0, 5.0]), maker.actual(HOUR0, 4.5)]
+        with live.client(device_token) as device:
+            device.post("/v1/telemetry", json={"events": events}).raise_for_status()
         yield live
 
 
@@ -114,7 +138,8 @@ def test_every_operation_answers_as_documented(api_schema, populated, method, pa
     if operation.path_parameters or operation.query or operation.body:
         modes.append(GenerationMode.NEGATIVE)
     cases = st.one_of(*(operation.as_strategy(generation_mode=mode) for mode in modes))
-    auth = {"Authorization": f"Bearer {populated.admin}"}
+    token = _DEVICE_TOKENS[populated.url] if (method, path) in DEVICE_CALLS else populated.admin
+    auth = {"Authorization": f"Bearer {token}"}
 
     @given(case=cases)
     @settings(

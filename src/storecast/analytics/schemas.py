@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from storecast.common.telemetry import EventRejection
 
@@ -49,6 +49,8 @@ class Latency(BaseModel):
 
 
 class Window(BaseModel):
+    """A time range ``[start, end)``; an hourly rollup counts when its hour starts in it."""
+
     start: datetime
     end: datetime
 
@@ -59,8 +61,8 @@ class Window(BaseModel):
 class StoreRow(BaseModel):
     store_id: str
     region: str | None
-    devices: int
-    status: Literal["online", "stale", "offline"]  # its best device's
+    devices: int  # enrolled and not decommissioned, or heard from without enrolment
+    status: Literal["online", "stale", "offline"]  # its best device's, now
     last_heartbeat_at: datetime | None
     model_name: str | None
     model_version: int | None
@@ -88,9 +90,10 @@ class StoreSummary(BaseModel):
     window: Window
     granularity: Literal["hour", "day"]
     horizon: int  # the forecast horizon the series shows
-    series: list[SeriesPoint]
-    accuracy: Accuracy
-    totals: dict[str, float]  # actual, forecast (sum of q50 at ``horizon``), forecasts_served
+    series: list[SeriesPoint]  # every bucket of the window; null where nothing is known
+    accuracy: Accuracy  # all horizons
+    totals: dict[str, float]  # actual, forecast (sum of q50 at ``horizon``), forecasts_served,
+    # errors
 
 
 # -- models -------------------------------------------------------------------------------
@@ -101,13 +104,13 @@ class VersionPerformance(BaseModel):
     model_version: int
     arm: str | None = None  # A/B arm, once deployments have arms
     accuracy: Accuracy
-    wape_ci95: tuple[float, float] | None  # bootstrap / linearised over stores
+    wape_ci95: tuple[float, float] | None  # linearised over stores (None below 2 stores)
     latency: Latency
     forecasts_served: int
     errors: int
     error_rate: float | None
-    devices: int
-    stores: int
+    devices: int  # devices whose latest heartbeat reports this version
+    stores: int  # stores that served or scored forecasts with it in the window
 
 
 class ModelPerformance(BaseModel):
@@ -150,6 +153,7 @@ class FleetKpis(BaseModel):
     latency: Latency
     sales: dict[str, float | None]  # actual, forecast, wape (chain level, paired hours)
     telemetry: dict[str, int]  # backlog (sum of outbox depths), dropped (sum reported)
+    thresholds_s: dict[str, int]  # online, stale: heartbeat ages (seconds) of the statuses
 
 
 class FleetHour(BaseModel):
@@ -232,16 +236,45 @@ class Finding(BaseModel):
     baseline_value: float | None
 
 
+class DeploymentRef(BaseModel):
+    """A registry deployment created in the window."""
+
+    id: int
+    model: str
+    version: int | None
+    alias: str | None
+    status: str
+    selector: dict[str, object]
+    created_at: datetime
+    created_by: str
+
+
+class ModelEventCount(BaseModel):
+    """Model lifecycle events of one action and version in the window."""
+
+    action: str
+    model_name: str
+    model_version: int
+    events: int
+    stores: int
+    first_ts: datetime
+    last_ts: datetime
+
+
 class RootCause(BaseModel):
     metric: Metric
     window: Window
     baseline: Window
-    window_value: float | None
+    window_value: float | None  # the metric itself (latency_p95 in ms)
     baseline_value: float | None
     excess: float  # window numerator minus what the baseline rate predicts
+    # latency_p95 is ranked as the share of inferences slower than this (the upper bound of
+    # the bucket holding the baseline p95); findings' values are that share, not ms
+    slow_after_ms: float | None = None
     findings: list[Finding]
-    model_events: list[ModelEventOut]
-    deployments: list[dict[str, object]]
+    model_events: list[ModelEventOut]  # activations, rejections, rollbacks; newest first
+    model_event_summary: list[ModelEventCount]
+    deployments: list[DeploymentRef]
 
 
 class Incident(BaseModel):
@@ -263,3 +296,66 @@ class IncidentList(BaseModel):
 Granularity = Literal["hour", "day"]
 Format = Literal["json", "csv", "jsonl"]
 Horizon = Annotated[int, Field(ge=1, le=168)]
+# The lifecycle actions of ``storecast.common.telemetry.MODEL_ACTIONS``.
+Action = Literal["download_started", "verified", "activated", "rejected", "rolled_back"]
+IdParam = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:  # naive means UTC
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the time is out of range once converted to UTC") from exc
+
+
+QueryTime = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class RangeQuery(_Query):
+    """A time range; ``end`` defaults to now and ``start`` to a view-specific span before it."""
+
+    start: QueryTime | None = None
+    end: QueryTime | None = None
+
+
+class StoreSummaryQuery(RangeQuery):
+    granularity: Granularity = "hour"
+    horizon: Horizon = 1
+
+
+class ModelsQuery(RangeQuery):
+    model_name: IdParam | None = None
+
+
+class FleetQuery(_Query):
+    at: QueryTime | None = None  # defaults to now
+    window_hours: Annotated[int, Field(ge=1, le=92 * 24)] = 24
+
+
+class ModelEventsQuery(RangeQuery):
+    action: Action | None = None
+    store_id: IdParam | None = None
+    limit: Annotated[int, Field(ge=1, le=10000)] = 100
+
+
+class ForecastUsageQuery(RangeQuery):
+    store_id: IdParam | None = None
+    format: Format = "json"
+
+
+class ApiUsageQuery(RangeQuery):
+    actor: Annotated[str, Field(max_length=200, pattern=r"^[^\x00]*$")] | None = None
+    format: Format = "json"
+
+
+class RootCauseQuery(RangeQuery):
+    metric: Metric
+    baseline_start: QueryTime | None = None  # defaults to 7 days before the baseline end
+    baseline_end: QueryTime | None = None  # defaults to the window start
+
+
+class IncidentsQuery(_Query):
+    at: QueryTime | None = None  # defaults to now
+    window_hours: Annotated[int, Field(ge=1, le=7 * 24)] = 6
