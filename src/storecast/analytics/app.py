@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 import secrets
 from pathlib import Path
 
 from flask import Flask
 
-from storecast.analytics import usage
+from storecast.analytics import api, dashboard, usage
 from storecast.analytics.api import telemetry
 from storecast.common import cloud, metrics, service, web
 from storecast.common.clock import Clock
@@ -45,21 +43,12 @@ def session_key(home: Path) -> bytes:
     return path.read_bytes().strip()
 
 
-def _blueprints() -> list[object]:
-    found: list[object] = [telemetry.bp]
-    api = importlib.import_module("storecast.analytics.api")
-    found.extend(getattr(api, "BLUEPRINTS", ()))
-    with contextlib.suppress(ModuleNotFoundError):
-        found.append(importlib.import_module("storecast.analytics.dashboard").bp)
-    return found
-
-
 def register(app: Flask, home: Path) -> None:
     """Add the analytics blueprints, the usage log and dashboard sessions to ``app``."""
     app.secret_key = session_key(home)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
-    for blueprint in _blueprints():
-        app.register_blueprint(blueprint)  # type: ignore[arg-type]
+    for blueprint in (telemetry.bp, *api.BLUEPRINTS, dashboard.bp):
+        app.register_blueprint(blueprint)
     usage.init_app(app)
 
 

@@ -22,12 +22,13 @@ from typing import Literal
 from flask import Blueprint, Response, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
-from storecast.common.auth import Principal, Role, TokenRow, allows
+from storecast.common.auth import Principal, Role, allows
 from storecast.common.cloud import (
     SESSION_TOKEN_KEY,
     audited,
     database,
     lookup_token,
+    session_principal,
     set_audit_resource,
 )
 from storecast.common.web import ApiError
@@ -107,15 +108,8 @@ def _harden(response: Response) -> Response:
 
 def session_viewer() -> Principal | None:
     """The signed-in principal, when the session's token still exists, is live and may view."""
-    token_id = session.get(SESSION_TOKEN_KEY)
-    if not isinstance(token_id, str):
-        return None
-    with database().transaction() as db:
-        row = db.get(TokenRow, token_id)
-        if row is None or row.revoked_at is not None:
-            return None
-        who = Principal(row.id, row.name, Role(row.role), row.device_id)
-    return who if allows(who.role, DASHBOARD_ROLES) else None
+    who = session_principal()
+    return who if who is not None and allows(who.role, DASHBOARD_ROLES) else None
 
 
 def _refresh_seconds() -> int:

@@ -125,9 +125,9 @@ _TOKEN_BY_ID = select(TokenRow.id, TokenRow.name, TokenRow.role, TokenRow.device
 )
 
 
-def _session_principal() -> Principal | None:
-    """The dashboard session's caller, for reads only (a cookie never authorises a change)."""
-    token_id = session.get(SESSION_TOKEN_KEY) if request.method in _READ_METHODS else None
+def session_principal() -> Principal | None:
+    """The caller the dashboard session names, when its token still exists and is live."""
+    token_id = session.get(SESSION_TOKEN_KEY)
     if not isinstance(token_id, str):
         return None
     with database().engine.connect() as conn:
@@ -143,7 +143,9 @@ def authenticate(lookup: Callable[[str], Principal | None] | None = None) -> Pri
     """
     secret = _bearer()
     if secret is None:
-        if (from_session := _session_principal()) is not None:
+        # The session cookie authorises reads only: a cookie never authorises a change.
+        from_session = session_principal() if request.method in _READ_METHODS else None
+        if from_session is not None:
             g.principal = from_session
             return from_session
         raise ApiError(401, "unauthorized", "send a bearer token (Authorization: Bearer ...)")
