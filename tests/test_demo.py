@@ -28,3 +28,6 @@ def test_demo_trains_exports_and_evaluates(tmp_path):
     assert len(downloads) == 1
     assert verify_bundle(downloads[0]).sha256 == bundle.sha256
     assert "intact: True" in run.stdout
+    # A simulated fleet reported telemetry; the planted bad version is the top root cause.
+    assert "ingested" in run.stdout and "exactly once (0 rejected)" in run.stdout
+    assert "root cause of the error-rate rise: model_version = demand-lstm:v3" in run.stdout

@@ -1,10 +1,11 @@
 """The end-to-end demo: what ``make demo`` shows a new user.
 
-For now the story is the forecasting core and the registry: generate a synthetic chain,
+For now the story is the forecasting core, the registry and analytics: generate a synthetic chain,
 train the quick LSTM, package it as a bundle (ONNX export with a parity check), show its
 hold-out evaluation against the seasonal-naive baselines and the oracle, then start the
 cloud (a real gunicorn process), publish and deploy the bundle, and have a device fetch it
-through TUF and verify it. Later steps (edge agents, rollouts, analytics) join as they
+through TUF and verify it, then a simulated fleet reports telemetry and the analytics
+answer with KPIs and a root cause. Later steps (edge agents, rollouts) join as they
 are built.
 """
 
@@ -22,12 +23,16 @@ from storecast._report import metrics_table
 from storecast.bundle import VerifiedBundle, verify_bundle
 from storecast.bundle.packaging import build_bundle
 from storecast.client import CloudClient
+from storecast.common.clock import SystemClock
 from storecast.common.errors import ConfigError
+from storecast.common.telemetry import hour_floor
 from storecast.common.tuf_client import make_updater
 from storecast.forecasting.synthetic import ChainConfig
 from storecast.forecasting.workflow import synthetic_source, train_and_evaluate
 from storecast.registry.config import RegistryConfig
 from storecast.registry.setup import init_registry
+from storecast.sim.sender import post
+from storecast.sim.telemetry import TelemetrySimConfig
 
 DEMO_CHAIN = ChainConfig(stores=8, days=240, seed=7)
 
@@ -121,9 +126,44 @@ def run_registry_story(home: Path, bundle: Path, console: Console) -> None:
             "sha256 verified, then every bundle member checked",
             highlight=False,
         )
+        run_analytics_story(url, admin, made.admin_token, console)
         chain = admin.json("GET", "/v1/audit/verify")
         console.print(
             f"   audit log: {chain['records']} hash-chained records, intact: {chain['ok']}",
+            highlight=False,
+        )
+
+
+def run_analytics_story(url: str, admin: CloudClient, admin_token: str, console: Console) -> None:
+    """Step 8: a simulated fleet reports telemetry; KPIs and a root cause come back."""
+    end = hour_floor(SystemClock().now())
+    config = TelemetrySimConfig(end=end, devices=8, days=2, fault="bad-model", fault_hours=12)
+    console.print(
+        "8. eight simulated store devices report two days of telemetry (forecasts, sales, "
+        "inference stats, heartbeats, model events); a bad v3 reaches some stores 12 h ago"
+    )
+    sent = post(url, admin_token, config)
+    console.print(
+        f"   ingested {sent.accepted:,} events exactly once ({sent.rejected} rejected)",
+        highlight=False,
+    )
+    viewer = admin.json("POST", "/v1/tokens", json={"name": "analyst", "role": "viewer"})
+    with CloudClient(url, viewer["token"]) as analyst:
+        fleet = analyst.json("GET", "/v1/analytics/fleet")
+        cause = analyst.json("GET", "/v1/analytics/rootcause", params={"metric": "error_rate"})
+    wape = fleet["sales"]["wape"]
+    console.print(
+        f"   fleet (last 24 h): {fleet['forecasts_served']:,} forecasts served, error rate "
+        f"{fleet['error_rate']:.2%}, p95 latency {fleet['latency']['p95_ms']:.1f} ms, "
+        f"chain WAPE {'n/a' if wape is None else format(wape, '.1%')}",
+        highlight=False,
+    )
+    if cause["findings"]:
+        top = cause["findings"][0]
+        console.print(
+            f"   root cause of the error-rate rise: {top['dimension']} = {top['value']} "
+            f"({top['share_of_excess']:.0%} of the excess on {top['share_of_volume']:.0%} "
+            "of the traffic)",
             highlight=False,
         )
 
