@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from storecast.analytics.tables import (
     AccuracyHourlyRow,
+    ApiUsageRow,
     DeviceStateRow,
     ErrorHourlyRow,
     ForecastPointRow,
@@ -210,3 +211,19 @@ def test_only_device_tokens_may_send_telemetry(cloud: LiveRegistry) -> None:
             assert http.post("/v1/telemetry", json=body).status_code == 403
     assert _count(cloud, TelemetryEventRow) == 0
     assert _count(cloud, StoreActualRow) == 0
+
+
+def test_every_batch_is_counted_once_in_the_usage_log(cloud: LiveRegistry) -> None:
+    token = cloud.enrol("dev-1", "S0001")
+    maker = EventMaker("dev-1", "S0001")
+    with cloud.client(token) as http:
+        for _ in range(3):
+            assert _post(http, [maker.heartbeat(HOUR0)]).status_code == 200
+        assert _post(http, [EventMaker("dev-2", "S0002").heartbeat(HOUR0)]).status_code == 403
+    with _db(cloud).transaction() as session:
+        rows = session.execute(
+            select(ApiUsageRow.status, ApiUsageRow.count, ApiUsageRow.role).where(
+                ApiUsageRow.endpoint == "/v1/telemetry"
+            )
+        ).all()
+    assert sorted(rows) == [(200, 3, "device"), (403, 1, "device")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, g, request
+from sqlalchemy.orm import Session
 
 from storecast.analytics.rollups import insert_for
 from storecast.analytics.tables import ApiUsageRow
@@ -23,6 +24,35 @@ log = logging.getLogger(__name__)
 _NOT_COUNTED = frozenset({"healthz", "metrics", "static", "dashboard.static", "dashboard.plotly"})
 
 
+def count_request(session: Session, status: int) -> None:
+    """Count this request in the usage log, inside ``session``'s transaction.
+
+    A view that already holds a write transaction (telemetry ingestion) counts its own
+    success there, saving a transaction per call; every other answer is counted after
+    the response is built.
+    """
+    rule = request.url_rule
+    who: Principal | None = g.get("principal")
+    row = {
+        "day": database().clock.now().date(),
+        "actor": who.actor if who else "anonymous",
+        "role": who.role.value if who else "-",
+        "method": request.method,
+        "endpoint": (rule.rule if rule is not None else request.path)[:200],
+        "status": status,
+        "count": 1,
+    }
+    ins = insert_for(session, ApiUsageRow.__table__)
+    session.execute(
+        ins.on_conflict_do_update(
+            index_elements=["day", "actor", "role", "method", "endpoint", "status"],
+            set_={"count": ApiUsageRow.count + ins.excluded.count},
+        ),
+        row,
+    )
+    g.usage_counted = status
+
+
 def init_app(app: Flask) -> None:
     """Count every routed request of ``app`` in the usage log."""
 
@@ -31,27 +61,11 @@ def init_app(app: Flask) -> None:
         rule = request.url_rule
         if rule is None or request.endpoint in _NOT_COUNTED:
             return response
-        who: Principal | None = g.get("principal")
-        db = database()
-        row = {
-            "day": db.clock.now().date(),
-            "actor": who.actor if who else "anonymous",
-            "role": who.role.value if who else "-",
-            "method": request.method,
-            "endpoint": rule.rule[:200],
-            "status": response.status_code,
-            "count": 1,
-        }
+        if g.get("usage_counted") == response.status_code:
+            return response
         try:
-            with db.transaction(write=True) as session:
-                ins = insert_for(session, ApiUsageRow.__table__)
-                session.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=["day", "actor", "role", "method", "endpoint", "status"],
-                        set_={"count": ApiUsageRow.count + ins.excluded.count},
-                    ),
-                    row,
-                )
+            with database().transaction(write=True) as session:
+                count_request(session, response.status_code)
         except Exception:  # the answer is already decided: never fail it over a counter
             log.exception("could not count %s %s in the usage log", request.method, rule.rule)
         return response

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, g, request
 from pydantic import BaseModel, Field
 
+from storecast.analytics import usage
 from storecast.analytics.ingest import BatchRefused, ingest_batch
 from storecast.analytics.schemas import MAX_BATCH_BYTES, MAX_EVENTS, TelemetryAck
 from storecast.common.auth import Role
@@ -54,6 +55,7 @@ def post_telemetry() -> dict[str, Any]:
     try:
         with db.transaction(write=True) as session:
             ack = ingest_batch(session, who.device_id, body, db.clock.now())
+            usage.count_request(session, 200)
     except BatchRefused as exc:
         extra = {"fields": [{"field": exc.field, "message": exc.message}]} if exc.field else {}
         message = f"{exc.field}: {exc.message}" if exc.field else exc.message
