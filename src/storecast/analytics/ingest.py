@@ -33,7 +33,15 @@ from storecast.common.telemetry import (
     validate_event,
 )
 
-__all__ = ["FUTURE_LIMIT", "BatchRefused", "Screened", "ingest_batch", "screen_batch"]
+__all__ = [
+    "FUTURE_LIMIT",
+    "BatchRefused",
+    "Screened",
+    "enrolled_store",
+    "ingest_batch",
+    "screen_batch",
+    "store_batch",
+]
 
 FUTURE_LIMIT = timedelta(days=1)  # events stamped later than now + this are refused
 
@@ -132,8 +140,17 @@ def enrolled_store(session: Session, device_id: str) -> str | None:
 
 
 def ingest_batch(session: Session, device_id: str, body: bytes, now: datetime) -> TelemetryAck:
-    """Store a device's batch and update every rollup, inside the caller's write transaction."""
+    """Check and store a device's batch in the caller's write transaction (``screen_batch``
+    then ``store_batch``; the server screens before it takes the write lock)."""
     screened = screen_batch(body, device_id, enrolled_store(session, device_id), now)
+    return store_batch(session, device_id, screened, now)
+
+
+def store_batch(
+    session: Session, device_id: str, screened: Screened, now: datetime
+) -> TelemetryAck:
+    """Store a screened batch's new events and update every rollup, in the caller's write
+    transaction."""
     if screened.events and session.get_bind().dialect.name == "postgresql":
         # One store's batches apply one at a time, so a forecast and its actual arriving
         # in two concurrent transactions still meet (SQLite writers serialise anyway).

@@ -7,6 +7,7 @@ URL is printed.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
@@ -51,6 +52,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]  # untyped base
         return self._factory()
 
 
+# Collect young objects after this many allocations instead of CPython's 700: a telemetry
+# batch alone makes tens of thousands of short-lived objects, and at the default every
+# request paid for several collections that found nothing to free.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def _tune_gc(_worker: Any) -> None:
+    """In each worker, once the app is loaded: its long-lived objects are moved out of the
+    collector's way (``gc.freeze``) and young collections made rarer."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def _child_exit(_server: Any, worker: Any) -> None:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
@@ -80,5 +94,6 @@ def serve(
         "timeout": 120,
         "keepalive": 5,
         "child_exit": _child_exit,
+        "post_worker_init": _tune_gc,
     }
     _Gunicorn(factory, options).run()

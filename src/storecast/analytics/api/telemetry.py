@@ -8,7 +8,7 @@ from flask import Blueprint, g, request
 from pydantic import BaseModel, Field
 
 from storecast.analytics import usage
-from storecast.analytics.ingest import BatchRefused, ingest_batch
+from storecast.analytics.ingest import BatchRefused, enrolled_store, screen_batch, store_batch
 from storecast.analytics.schemas import MAX_BATCH_BYTES, MAX_EVENTS, TelemetryAck
 from storecast.common.auth import Role
 from storecast.common.cloud import authorize, database, principal
@@ -52,9 +52,15 @@ def post_telemetry() -> dict[str, Any]:
         raise ApiError(415, "unsupported_media_type", "send a JSON body (application/json)")
     body = _read_body()
     db = database()
+    now = db.clock.now()
     try:
+        with db.transaction() as session:
+            store_id = enrolled_store(session, who.device_id)
+        # Parsing and validating need no lock: only storing takes the write transaction
+        # (on SQLite, the database's one writer), so workers check batches in parallel.
+        screened = screen_batch(body, who.device_id, store_id, now)
         with db.transaction(write=True) as session:
-            ack = ingest_batch(session, who.device_id, body, db.clock.now())
+            ack = store_batch(session, who.device_id, screened, now)
             usage.count_request(session, 200)
     except BatchRefused as exc:
         extra = {"fields": [{"field": exc.field, "message": exc.message}]} if exc.field else {}
