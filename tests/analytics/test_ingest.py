@@ -227,3 +227,25 @@ def test_every_batch_is_counted_once_in_the_usage_log(cloud: LiveRegistry) -> No
             )
         ).all()
     assert sorted(rows) == [(200, 3, "device"), (403, 1, "device")]
+
+
+def test_the_raw_record_keeps_each_event_once(cloud: LiveRegistry) -> None:
+    token = cloud.enrol("dev-1", "S0001")
+    maker = EventMaker("dev-1", "S0001")
+    first, second = maker.heartbeat(HOUR0), maker.inference(HOUR0, [1, 1])
+    with cloud.client(token) as http:
+        assert _post(http, [first]).json()["accepted"] == 1
+        assert _post(http, [first, second]).json() == {
+            "accepted": 1,
+            "duplicates": 1,
+            "rejected": [],
+        }
+        assert _post(http, [second, first]).json()["duplicates"] == 2
+    with _db(cloud).transaction() as session:
+        bodies = session.execute(
+            select(TelemetryBatchRow.events, TelemetryBatchRow.body).order_by(TelemetryBatchRow.id)
+        ).all()
+    assert [(n, [e["event_id"] for e in json.loads(b)["events"]]) for n, b in bodies] == [
+        (1, [first["event_id"]]),
+        (1, [second["event_id"]]),
+    ]

@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, column, insert, select, table, text
+from sqlalchemy import bindparam, column, delete, insert, select, table, text, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from storecast.analytics.rollups import Rollup, statements
 from storecast.analytics.schemas import MAX_BATCH_BYTES, MAX_EVENTS, TelemetryAck
-from storecast.analytics.tables import TelemetryBatchRow, TelemetryEventRow
+from storecast.analytics.tables import TelemetryBatchRow
 from storecast.common.rawsql import RawStatement, dbapi_cursor
 from storecast.common.telemetry import (
     EventRejection,
     TelemetryEvent,
+    hour_floor,
     validate_event,
 )
 
@@ -168,51 +170,76 @@ def store_batch(
 def _store_raw(
     session: Session, device_id: str, screened: Screened, now: datetime
 ) -> list[TelemetryEvent]:
-    """Keep the batch's new events; return them in batch order (first copy of repeats)."""
+    """Keep the batch's new events; return them in batch order (first copy of repeats).
+
+    The batch row is written first, with the body as received, then the event ids, whose
+    insert returns which were new; in the rare batch holding events stored before, the
+    body is rewritten to the new ones (or the batch row dropped when none was new).
+    """
     events: dict[str, TelemetryEvent] = {}
     for event in screened.events:
         events.setdefault(str(event.event_id), event)
     if not events:
         return []
-    stored = _stored_ids(session, list(events))
-    fresh = {key: event for key, event in events.items() if key not in stored}
-    if not fresh:
-        return []
-    if screened.body is not None and len(fresh) == len(screened.events):
-        body = screened.body.decode()  # every event new and valid: keep it as sent
-    else:
-        accepted = [event.model_dump(mode="json") for event in fresh.values()]
-        body = json.dumps({"events": accepted}, separators=(",", ":"))
     sql, raw = statements(session), _raw_statements(session)
-    batch = {"device_id": device_id, "received_at": sql.ts(now), "events": len(fresh)}
+    whole = screened.body is not None and len(events) == len(screened.events)
+    body = screened.body.decode() if whole and screened.body else _body_of(events.values())
+    batch = {"device_id": device_id, "received_at": sql.ts(now), "events": len(events)}
     batch_id = raw.batch.fetchall(session, {**batch, "body": body})[0][0]
-    rows = [
-        {"event_id": key, "batch_id": batch_id, "type": event.type, "ts": sql.ts(event.ts)}
-        for key, event in fresh.items()
-    ]
-    raw.event.executemany(session, rows)
-    return list(fresh.values())
+    inserted = _insert_ids(session, batch_id, events)
+    fresh = [event for key, event in events.items() if key in inserted]
+    if len(fresh) < len(events):
+        row = TelemetryBatchRow
+        if fresh:
+            rewritten = {"events": len(fresh), "body": _body_of(fresh)}
+            session.execute(update(row).where(row.id == batch_id).values(rewritten))
+        else:
+            session.execute(delete(row).where(row.id == batch_id))
+    return fresh
 
 
-def _stored_ids(session: Session, ids: list[str]) -> set[str]:
-    """Which of ``ids`` are stored already (one query; ingestion holds the store's lock)."""
+def _body_of(events: Iterable[TelemetryEvent]) -> str:
+    return json.dumps(
+        {"events": [event.model_dump(mode="json") for event in events]}, separators=(",", ":")
+    )
+
+
+def _insert_ids(session: Session, batch_id: int, events: dict[str, TelemetryEvent]) -> set[str]:
+    """Insert the ids keyed by their hour; the ones that were new (one statement).
+
+    Keying ids by (hour, event id) keeps a batch's inserts on a few index pages: random
+    UUIDs alone would touch a page per event once the table is large.
+    """
+    sql = statements(session)
+    hours: dict[datetime, Any] = {}
+    params: list[Any] = []
+    for key, event in events.items():
+        hour = hour_floor(event.ts)
+        if hour not in hours:
+            hours[hour] = sql.ts(hour)
+        params += (hours[hour], key, batch_id, event.type)
+    statement = _ids_insert(session.get_bind().dialect.name, len(events))
     cursor = dbapi_cursor(session)
     try:
-        if session.get_bind().dialect.name == "postgresql":
-            cursor.execute("SELECT event_id FROM telemetry_events WHERE event_id = ANY(%s)", [ids])
-        else:
-            marks = ",".join("?" * len(ids))
-            sql = f"SELECT event_id FROM telemetry_events WHERE event_id IN ({marks})"
-            cursor.execute(sql, ids)
+        cursor.execute(statement, params)
         return {str(found[0]) for found in cursor.fetchall()}
     finally:
         cursor.close()
 
 
+@functools.lru_cache(maxsize=64)
+def _ids_insert(dialect_name: str, rows: int) -> str:
+    mark = "%s" if dialect_name == "postgresql" else "?"
+    values = ",".join([f"({mark},{mark},{mark},{mark})"] * rows)
+    return (
+        "INSERT INTO telemetry_events (hour, event_id, batch_id, type) "
+        f"VALUES {values} ON CONFLICT DO NOTHING RETURNING event_id"
+    )
+
+
 @dataclass(frozen=True)
 class _RawStatements:
     batch: RawStatement
-    event: RawStatement
 
 
 @functools.cache
@@ -226,7 +253,6 @@ def _compiled(dialect_name: str, dialect: Dialect) -> _RawStatements:
             .returning(TelemetryBatchRow.id),
             dialect,
         ),
-        RawStatement(insert(TelemetryEventRow), dialect),
     )
 
 

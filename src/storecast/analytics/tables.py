@@ -5,7 +5,7 @@ the history stored. Every aggregated value is a real column. Rollup keys use ``"
 ``0`` for "no model" / "unknown agent" (key columns cannot be NULL).
 
     telemetry_batches  the accepted events of each batch, as received (the raw record)
-    telemetry_events   one row per accepted event id (the idempotency key)
+    telemetry_events   one row per accepted event: its hour and id (the idempotency key)
     store_actuals      the actual sales of a store-hour (first report wins)
     forecast_points    each forecast hour by horizon, paired with its actual once known
     accuracy_hourly    per target hour, store, model version, agent: sums over paired points
@@ -47,14 +47,19 @@ class TelemetryBatchRow(Base):
 
 
 class TelemetryEventRow(Base):
-    """One accepted event id (the idempotency key) and the batch that holds the event."""
+    """One accepted event id (the idempotency key) and the batch that holds the event.
+
+    Keyed by the event's hour first: a batch's ids then land on a few index pages, where
+    random UUIDs alone would touch one page per event in a large table. An event resent
+    is byte-identical (same id, same time), so it meets its own row.
+    """
 
     __tablename__ = "telemetry_events"
 
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     batch_id: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(16))
-    ts: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class StoreActualRow(Base):

@@ -182,11 +182,11 @@ def upgrade() -> None:
     )
     op.create_table(
         "telemetry_events",
+        sa.Column("hour", sa.DateTime(), nullable=False),
         sa.Column("event_id", sa.String(length=36), nullable=False),
         sa.Column("batch_id", sa.Integer(), nullable=False),
         sa.Column("type", sa.String(length=16), nullable=False),
-        sa.Column("ts", sa.DateTime(), nullable=False),
-        sa.PrimaryKeyConstraint("event_id", name=op.f("pk_telemetry_events")),
+        sa.PrimaryKeyConstraint("hour", "event_id", name=op.f("pk_telemetry_events")),
     )
     op.create_table(
         "telemetry_batches",
