@@ -101,6 +101,8 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
     raws = _raw_events(body)
     if len(raws) > MAX_EVENTS:
         raise _too_large()
+    not_after = now + FUTURE_LIMIT
+    screened = Screened()
     for index, raw in enumerate(raws):
         claimed = raw.get("device_id") if isinstance(raw, dict) else None
         if isinstance(claimed, str) and claimed != device_id:
@@ -109,9 +111,6 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
                 "forbidden",
                 f"event {index} is for device {claimed!r}; this token is device {device_id!r}'s",
             )
-    not_after = now + FUTURE_LIMIT
-    screened = Screened()
-    for index, raw in enumerate(raws):
         checked = validate_event(index, raw)
         if isinstance(checked, EventRejection):
             screened.rejected.append(checked)

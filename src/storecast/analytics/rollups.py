@@ -16,6 +16,7 @@ PostgreSQL), which is what makes the read-then-insert steps here race-free.
 from __future__ import annotations
 
 import functools
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -213,8 +214,7 @@ class Rollup:
         sums = self.inference[key]
         sums[0] += event.payload.count
         sums[1] += event.payload.errors
-        for i, n in enumerate(event.payload.latency_hist):
-            sums[2 + i] += n
+        sums[2:] = map(operator.add, sums[2:], event.payload.latency_hist)
 
     def _add_error(self, event: ErrorEvent, agent: str) -> None:
         name, version = _model_key(event)

@@ -10,6 +10,7 @@ timestamp, ``timestamp_binder`` to write one as ``UTCDateTime`` would).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -105,5 +106,11 @@ def timestamp_binder(dialect: Dialect) -> Callable[[datetime], Any]:
     raw writes and ORM reads agree; PostgreSQL takes a naive UTC ``datetime``.
     """
     if dialect.name == "sqlite":
-        return lambda moment: moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _sqlite_text
     return lambda moment: moment.astimezone(UTC).replace(tzinfo=None)
+
+
+@functools.lru_cache(maxsize=8192)
+def _sqlite_text(moment: datetime) -> str:
+    # Cached: hot writers bind the same few hour starts over and over.
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

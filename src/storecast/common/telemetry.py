@@ -19,6 +19,7 @@ Pure data: no I/O, importable by the edge agent, the simulator and the cloud ali
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -85,8 +86,14 @@ class _Strict(BaseModel):
 
 
 def hour_floor(moment: datetime) -> datetime:
-    """The start of the UTC hour holding ``moment``."""
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    """The start of the UTC hour holding ``moment`` (an aware datetime)."""
+    return _hour_start(int(moment.timestamp() // 3600))
+
+
+@functools.lru_cache(maxsize=8192)
+def _hour_start(hours_since_epoch: int) -> datetime:
+    # Ingestion floors every event's time: one datetime per distinct hour, built once.
+    return datetime.fromtimestamp(hours_since_epoch * 3600, UTC)
 
 
 class ModelRef(_Strict):
