@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from storecast.analytics.rollups import Rollup, statements
 from storecast.analytics.schemas import MAX_BATCH_BYTES, MAX_EVENTS, TelemetryAck
 from storecast.analytics.tables import TelemetryBatchRow
+from storecast.common.cloud import Database
 from storecast.common.rawsql import RawStatement, dbapi_cursor
 from storecast.common.telemetry import (
     EventRejection,
@@ -38,6 +39,7 @@ from storecast.common.telemetry import (
 __all__ = [
     "FUTURE_LIMIT",
     "BatchRefused",
+    "EnrolledStores",
     "Screened",
     "enrolled_store",
     "ingest_batch",
@@ -140,6 +142,26 @@ def enrolled_store(session: Session, device_id: str) -> str | None:
     return None if found is None else str(found)
 
 
+class EnrolledStores:
+    """``enrolled_store`` remembered per process: a device's store never changes (device
+    ids are never reused, re-enrolling one is refused), so one lookup per device will do."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._known: dict[str, str] = {}
+        self._limit = limit  # devices remembered; beyond it, start over
+
+    def get(self, database: Database, device_id: str) -> str | None:
+        found = self._known.get(device_id)
+        if found is None:
+            with database.transaction() as session:
+                found = enrolled_store(session, device_id)
+            if found is not None:
+                if len(self._known) >= self._limit:
+                    self._known.clear()
+                self._known[device_id] = found
+        return found
+
+
 def ingest_batch(session: Session, device_id: str, body: bytes, now: datetime) -> TelemetryAck:
     """Check and store a device's batch in the caller's write transaction (``screen_batch``
     then ``store_batch``; the server screens before it takes the write lock)."""
@@ -217,19 +239,30 @@ def _insert_ids(session: Session, batch_id: int, events: dict[str, TelemetryEven
         if hour not in hours:
             hours[hour] = sql.ts(hour)
         params += (hours[hour], key, batch_id, event.type)
-    statement = _ids_insert(session.get_bind().dialect.name, len(events))
     cursor = dbapi_cursor(session)
     try:
-        cursor.execute(statement, params)
+        if session.get_bind().dialect.name == "postgresql":
+            # Four arrays, one short statement: psycopg would re-parse a 2,000-placeholder
+            # VALUES list in Python on every batch.
+            columns = [params[i::4] for i in range(4)]
+            cursor.execute(_PG_IDS_INSERT, columns)
+        else:
+            cursor.execute(_sqlite_ids_insert(len(events)), params)
         return {str(found[0]) for found in cursor.fetchall()}
     finally:
         cursor.close()
 
 
+_PG_IDS_INSERT = (
+    "INSERT INTO telemetry_events (hour, event_id, batch_id, type) "
+    "SELECT * FROM unnest(%s::timestamp[], %s::varchar[], %s::integer[], %s::varchar[]) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
+
 @functools.lru_cache(maxsize=64)
-def _ids_insert(dialect_name: str, rows: int) -> str:
-    mark = "%s" if dialect_name == "postgresql" else "?"
-    values = ",".join([f"({mark},{mark},{mark},{mark})"] * rows)
+def _sqlite_ids_insert(rows: int) -> str:
+    values = ",".join(["(?,?,?,?)"] * rows)
     return (
         "INSERT INTO telemetry_events (hour, event_id, batch_id, type) "
         f"VALUES {values} ON CONFLICT DO NOTHING RETURNING event_id"

@@ -9,15 +9,18 @@ the device's last-seen time).
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from flask import Flask, Response, g, request
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from storecast.analytics.rollups import insert_for
 from storecast.analytics.tables import ApiUsageRow
 from storecast.common.auth import Principal
 from storecast.common.cloud import database
+from storecast.common.rawsql import RawStatement
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,11 @@ def count_request(session: Session, status: int) -> None:
     """
     rule = request.url_rule
     who: Principal | None = g.get("principal")
+    day = database().clock.now().date()
+    dialect = session.get_bind().dialect
     row = {
-        "day": database().clock.now().date(),
+        # SQLite: the text SQLAlchemy's Date stores there
+        "day": day.isoformat() if dialect.name == "sqlite" else day,
         "actor": who.actor if who else "anonymous",
         "role": who.role.value if who else "-",
         "method": request.method,
@@ -42,15 +48,20 @@ def count_request(session: Session, status: int) -> None:
         "status": status,
         "count": 1,
     }
-    ins = insert_for(session, ApiUsageRow.__table__)
-    session.execute(
+    _upsert(dialect.name, dialect).executemany(session, [row])
+    g.usage_counted = status
+
+
+@functools.cache
+def _upsert(dialect_name: str, dialect: Dialect) -> RawStatement:
+    ins = (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(ApiUsageRow)
+    return RawStatement(
         ins.on_conflict_do_update(
             index_elements=["day", "actor", "role", "method", "endpoint", "status"],
             set_={"count": ApiUsageRow.count + ins.excluded.count},
         ),
-        row,
+        dialect,
     )
-    g.usage_counted = status
 
 
 def init_app(app: Flask) -> None:

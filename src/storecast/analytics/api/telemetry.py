@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from flask import Blueprint, g, request
+from flask import Blueprint, current_app, g, request
 from pydantic import BaseModel, Field
 
 from storecast.analytics import usage
-from storecast.analytics.ingest import BatchRefused, enrolled_store, screen_batch, store_batch
+from storecast.analytics.ingest import BatchRefused, EnrolledStores, screen_batch, store_batch
 from storecast.analytics.schemas import MAX_BATCH_BYTES, MAX_EVENTS, TelemetryAck
 from storecast.common.auth import Role
 from storecast.common.cloud import authorize, database, principal
 from storecast.common.web import ApiError, ErrorBody, endpoint
 
 bp = Blueprint("telemetry", __name__, url_prefix="/v1/telemetry")
+_STORES = "storecast.analytics.enrolled_stores"
+
+
+def _stores() -> EnrolledStores:
+    """This app's cache of device stores (per app: tests run several over other databases)."""
+    return cast(EnrolledStores, current_app.extensions.setdefault(_STORES, EnrolledStores()))
 
 
 class TelemetryBatch(BaseModel):
@@ -54,8 +60,7 @@ def post_telemetry() -> dict[str, Any]:
     db = database()
     now = db.clock.now()
     try:
-        with db.transaction() as session:
-            store_id = enrolled_store(session, who.device_id)
+        store_id = _stores().get(db, who.device_id)
         # Parsing and validating need no lock: only storing takes the write transaction
         # (on SQLite, the database's one writer), so workers check batches in parallel.
         screened = screen_batch(body, who.device_id, store_id, now)
