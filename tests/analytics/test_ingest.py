@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
+from storecast.analytics.ingest import unpack
 from storecast.analytics.tables import (
     AccuracyHourlyRow,
     ApiUsageRow,
@@ -245,7 +246,7 @@ def test_the_raw_record_keeps_each_event_once(cloud: LiveRegistry) -> None:
         bodies = session.execute(
             select(TelemetryBatchRow.events, TelemetryBatchRow.body).order_by(TelemetryBatchRow.id)
         ).all()
-    assert [(n, [e["event_id"] for e in json.loads(b)["events"]]) for n, b in bodies] == [
+    assert [(n, [e["event_id"] for e in unpack(b)]) for n, b in bodies] == [
         (1, [first["event_id"]]),
         (1, [second["event_id"]]),
     ]

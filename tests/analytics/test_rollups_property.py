@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from storecast.analytics.ingest import ingest_batch
+from storecast.analytics.ingest import ingest_batch, unpack
 from storecast.analytics.tables import (
     BUCKET_COLUMNS,
     AccuracyHourlyRow,
@@ -162,7 +162,7 @@ def _stored(database: Database) -> dict[str, dict[tuple[Any, ...], list[float]]]
 def _raw_batches(database: Database) -> list[list[dict[str, Any]]]:
     with database.transaction() as session:
         bodies = session.execute(select(TelemetryBatchRow.body).order_by(TelemetryBatchRow.id))
-        return [json.loads(body)["events"] for body in bodies.scalars()]
+        return [unpack(body) for body in bodies.scalars()]
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

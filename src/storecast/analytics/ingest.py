@@ -6,14 +6,15 @@ transaction: the batch is applied fully or not at all, and a resent batch finds 
 ids stored and counts them as duplicates. Only events new to this call reach the rollups
 (``storecast.analytics.rollups``), which is what makes ingestion exactly-once.
 
-Raw record: each batch's accepted events are kept as received (``telemetry_batches``),
-and every accepted event id points at its batch (``telemetry_events``).
+Raw record: each batch's accepted events are kept as received, compressed
+(``telemetry_batches``; ``unpack`` reads one), and every accepted event id points at its
+batch (``telemetry_events``).
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +46,7 @@ __all__ = [
     "ingest_batch",
     "screen_batch",
     "store_batch",
+    "unpack",
 ]
 
 FUTURE_LIMIT = timedelta(days=1)  # events stamped later than now + this are refused
@@ -67,7 +69,8 @@ class Screened:
 
     events: list[TelemetryEvent] = field(default_factory=list)
     rejected: list[EventRejection] = field(default_factory=list)
-    body: bytes | None = None  # the request body, when every event in it is accepted
+    packed: bytes | None = None  # the body compressed for the raw record, when every
+    # event in it is accepted (done here, before the write lock, for the common case)
 
 
 def _too_large() -> BatchRefused:
@@ -126,8 +129,19 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
         else:
             screened.events.append(checked)
     if not screened.rejected:
-        screened.body = body
+        screened.packed = pack(body)
     return screened
+
+
+def pack(body: bytes) -> bytes:
+    """A batch body as the raw record keeps it: zlib-compressed JSON (about 7x smaller)."""
+    return zlib.compress(body, level=1)
+
+
+def unpack(packed: bytes) -> list[dict[str, Any]]:
+    """The events of a stored batch (``telemetry_batches.body``), as sent."""
+    events: list[dict[str, Any]] = orjson.loads(zlib.decompress(packed))["events"]
+    return events
 
 
 def _rejection(index: int, event: TelemetryEvent, name: str, reason: str) -> EventRejection:
@@ -203,8 +217,8 @@ def _store_raw(
     if not events:
         return []
     sql, raw = statements(session), _raw_statements(session)
-    whole = screened.body is not None and len(events) == len(screened.events)
-    body = screened.body.decode() if whole and screened.body else _body_of(events.values())
+    whole = screened.packed is not None and len(events) == len(screened.events)
+    body = screened.packed if whole and screened.packed else _body_of(events.values())
     batch = {"device_id": device_id, "received_at": sql.ts(now), "events": len(events)}
     batch_id = raw.batch.fetchall(session, {**batch, "body": body})[0][0]
     inserted = _insert_ids(session, batch_id, events)
@@ -219,10 +233,8 @@ def _store_raw(
     return fresh
 
 
-def _body_of(events: Iterable[TelemetryEvent]) -> str:
-    return json.dumps(
-        {"events": [event.model_dump(mode="json") for event in events]}, separators=(",", ":")
-    )
+def _body_of(events: Iterable[TelemetryEvent]) -> bytes:
+    return pack(orjson.dumps({"events": [event.model_dump(mode="json") for event in events]}))
 
 
 def _insert_ids(session: Session, batch_id: int, events: dict[str, TelemetryEvent]) -> set[str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from storecast.common.db import Base, UTCDateTime
@@ -41,7 +41,7 @@ class TelemetryBatchRow(Base):
     device_id: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     events: Mapped[int] = mapped_column(Integer)
-    body: Mapped[str] = mapped_column(Text)  # {"events": [...]}, the accepted ones
+    body: Mapped[bytes] = mapped_column(LargeBinary)  # zlib({"events": [...]}), accepted ones
 
     __table_args__ = (Index("ix_telemetry_batches_device_id", "device_id"),)
 
