@@ -33,6 +33,7 @@ Home = Annotated[
 Host = Annotated[str, typer.Option(help="Address to listen on.")]
 Port = Annotated[int, typer.Option(min=0, max=65535, help="Port (0: any free port).")]
 Workers = Annotated[int, typer.Option(min=1, max=64, help="gunicorn worker processes.")]
+Threads = Annotated[int, typer.Option(min=1, max=64, help="Threads per worker (gthread).")]
 
 
 @registry_app.command("init")
@@ -56,7 +57,7 @@ def init(home: Home = Path("registry-home")) -> None:
     )
 
 
-def _serve(home: Path, host: str, port: int, workers: int, service: str) -> None:
+def _serve(home: Path, host: str, port: int, workers: int, threads: int, service: str) -> None:
     from storecast.common.serving import open_socket, prepare_metrics_dir, serve
 
     prepare_metrics_dir(home / ".prometheus")
@@ -85,7 +86,7 @@ def _serve(home: Path, host: str, port: int, workers: int, service: str) -> None
             from storecast.registry.app import create_app
         return create_app(settings)
 
-    serve(factory, sock, workers=workers, name=f"storecast-{service}")
+    serve(factory, sock, workers=workers, threads=threads, name=f"storecast-{service}")
 
 
 def _missing(home: Path) -> int:
@@ -103,9 +104,10 @@ def serve_registry(
     host: Host = "127.0.0.1",
     port: Port = 8080,
     workers: Workers = 2,
+    threads: Threads = 4,
 ) -> None:
     """Serve the registry API and its TUF repository with gunicorn (Ctrl-C stops)."""
-    _serve(home, host, port, workers, "registry")
+    _serve(home, host, port, workers, threads, "registry")
 
 
 @registry_app.command("refresh")
@@ -131,9 +133,10 @@ def serve_cloud(
     host: Host = "127.0.0.1",
     port: Port = 8080,
     workers: Workers = 2,
+    threads: Threads = 4,
 ) -> None:
     """Serve the registry and analytics in one gunicorn app (Ctrl-C stops)."""
-    _serve(home, host, port, workers, "cloud")
+    _serve(home, host, port, workers, threads, "cloud")
 
 
 @analytics_app.command("serve")
@@ -142,6 +145,7 @@ def serve_analytics(
     host: Host = "127.0.0.1",
     port: Port = 8081,
     workers: Workers = 2,
+    threads: Threads = 4,
 ) -> None:
     """Serve analytics alone over the cloud home's database (Ctrl-C stops)."""
-    _serve(home, host, port, workers, "analytics")
+    _serve(home, host, port, workers, threads, "analytics")
