@@ -39,7 +39,7 @@ from storecast.analytics.tables import (
     ModelEventRow,
     StoreActualRow,
 )
-from storecast.common.rawsql import RawStatement, timestamp_binder, utc
+from storecast.common.rawsql import RawStatement, dbapi_cursor, timestamp_binder, utc
 from storecast.common.telemetry import (
     ActualEvent,
     ErrorEvent,
@@ -74,6 +74,38 @@ def _increment(dialect: Dialect, target: Any, keys: Sequence[str], sums: Sequenc
     return ins.on_conflict_do_update(
         index_elements=list(keys), set_={name: target.c[name] + ins.excluded[name] for name in sums}
     )
+
+
+# Forecast points on PostgreSQL: one statement over binary arrays, not one per point.
+_POINT_COLUMNS = (
+    ("store_id", "varchar"),
+    ("ts", "timestamp"),
+    ("horizon", "integer"),
+    ("model_name", "varchar"),
+    ("model_version", "integer"),
+    ("origin", "timestamp"),
+    ("device_id", "varchar"),
+    ("agent_version", "varchar"),
+    ("q10", "float8"),
+    ("q50", "float8"),
+    ("q90", "float8"),
+    ("actual", "float8"),
+)
+_PG_POINTS_INSERT = (
+    f"INSERT INTO forecast_points ({', '.join(name for name, _ in _POINT_COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%b::{kind}[]' for _, kind in _POINT_COLUMNS)}) "
+    "ON CONFLICT DO NOTHING"
+)
+
+
+def _pg_insert_points(session: Session, rows: list[dict[str, Any]]) -> None:
+    cursor = dbapi_cursor(session)
+    try:
+        cursor.execute(
+            _PG_POINTS_INSERT, [[row[name] for row in rows] for name, _ in _POINT_COLUMNS]
+        )
+    finally:
+        cursor.close()
 
 
 class Statements:
@@ -347,7 +379,10 @@ class Rollup:
                 if actual is not None:
                     key = (point.ts, store_id, name, version, agent)
                     self._pair(key, point.q10, point.q50, point.q90, actual)
-        self.sql.point.executemany(self.session, rows)
+        if rows and self.session.get_bind().dialect.name == "postgresql":
+            _pg_insert_points(self.session, rows)
+        else:
+            self.sql.point.executemany(self.session, rows)
 
     def _flush(self) -> None:
         ts = self.sql.ts
