@@ -94,6 +94,9 @@ BAD = [
     ("/v1/analytics/rootcause", {"metric": "wape", "baseline_start": "2025-01-01T00:00:00Z"},
      "baseline_start"),
     ("/v1/analytics/incidents", {"window_hours": "169"}, "window_hours"),
+    ("/v1/analytics/incidents", {"at": "0001-01-02T00:00:00Z"}, "at"),
+    ("/v1/analytics/fleet/series", {"end": "9999-12-31T23:30:00Z"}, "end"),
+    ("/v1/analytics/stores/S001/summary", {"end": "9999-12-31T23:30:00Z"}, "end"),
 ]  # fmt: skip
 
 

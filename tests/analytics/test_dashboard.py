@@ -167,6 +167,30 @@ def test_the_session_reads_the_api_but_changes_nothing(cloud: Cloud) -> None:
     assert client.post("/v1/tokens", json={"name": "x", "role": "admin"}).status_code == 401
 
 
+def test_the_session_reads_only_what_the_dashboard_shows(cloud: Cloud) -> None:
+    # An admin's cookie is not an admin token: the registry's own reads and the device
+    # poll still want a bearer token.
+    client, _ = signed_in(cloud, "admin")
+    assert client.get("/v1/analytics/fleet").status_code == 200
+    assert client.get("/v1/models").status_code == 401
+    assert client.get("/v1/devices/dev-1/assignment").status_code == 401
+
+
+def test_a_sign_in_posted_from_another_site_is_refused(cloud: Cloud) -> None:
+    _, secret = cloud.token("viewer")
+    client = cloud.client()
+    foreign = {"Origin": "https://evil.example"}
+    response = client.post("/dashboard/login", data={"token": secret}, headers=foreign)
+    assert response.status_code == 403
+    with client.session_transaction() as session:
+        assert "token_id" not in session
+    same_site = {"Origin": "http://localhost"}
+    assert (
+        client.post("/dashboard/login", data={"token": secret}, headers=same_site).status_code
+        == 303
+    )
+
+
 def test_refresh_interval_comes_from_the_query_string_within_bounds(cloud: Cloud) -> None:
     client, _ = signed_in(cloud)
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from storecast.analytics.ingest import unpack
+from storecast.analytics.ingest import screen_batch, unpack
 from storecast.analytics.tables import (
     AccuracyHourlyRow,
     ApiUsageRow,
@@ -250,3 +250,27 @@ def test_the_raw_record_keeps_each_event_once(cloud: LiveRegistry) -> None:
         (1, [first["event_id"]]),
         (1, [second["event_id"]]),
     ]
+
+
+def test_times_out_of_range_are_rejected_per_event_never_a_500(cloud: LiveRegistry) -> None:
+    token = cloud.enrol("dev-1", "S0001")
+    maker = EventMaker("dev-1", "S0001")
+    ancient = maker.heartbeat(datetime(999, 6, 1, tzinfo=UTC))
+    edge_of_time = maker.forecast(datetime(2199, 12, 31, 23, tzinfo=UTC), [1.0, 2.0])
+    odd_zone = maker.error(datetime(2026, 1, 1, tzinfo=UTC))
+    odd_zone["ts"] = "0001-01-01T00:30:00+01:00"
+    with cloud.client(token) as http:
+        answer = _post(http, [ancient, edge_of_time, odd_zone, maker.heartbeat(HOUR0)])
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["accepted"] == 1
+    assert [r["index"] for r in body["rejected"]] == [0, 1, 2]
+    assert body["rejected"][0]["field"] == "ts"
+
+
+def test_a_batch_from_a_device_unknown_here_holds_one_stores_events() -> None:
+    maker, other = EventMaker("dev-x", "S0001"), EventMaker("dev-x", "S0002")
+    body = json.dumps({"events": [maker.actual(HOUR0, 3.0), other.actual(HOUR0, 4.0)]})
+    screened = screen_batch(body.encode(), "dev-x", None, HOUR0 + timedelta(days=1))
+    assert [e.store_id for e in screened.events] == ["S0001"]
+    assert [(r.index, r.field) for r in screened.rejected] == [(1, "store_id")]

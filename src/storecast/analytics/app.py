@@ -47,6 +47,8 @@ def register(app: Flask, home: Path) -> None:
     """Add the analytics blueprints, the usage log and dashboard sessions to ``app``."""
     app.secret_key = session_key(home)
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    # What the dashboard reads with its cookie: the analytics API and the audit log.
+    app.config[cloud.SESSION_PATHS_CONFIG] = ("/v1/analytics/", "/v1/audit", "/dashboard")
     for blueprint in (telemetry.bp, *api.BLUEPRINTS, dashboard.bp):
         app.register_blueprint(blueprint)
     usage.init_app(app)

@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
@@ -118,6 +119,18 @@ def _refresh_seconds() -> int:
 
 
 # -- pages ---------------------------------------------------------------------------------
+
+
+@bp.before_request
+def _same_origin_posts() -> ResponseReturnValue | None:
+    """Refuse a form posted from another site (login CSRF: signing someone in as another)."""
+    if request.method != "POST":
+        return None
+    origin = request.headers.get("Origin")
+    # Hosts compared, not schemes: behind a TLS-terminating proxy the app sees http.
+    if origin is not None and urlsplit(origin).netloc != request.host:
+        raise ApiError(403, "forbidden", "the form was posted from another site")
+    return None
 
 
 @bp.get("", strict_slashes=False)

@@ -107,6 +107,7 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
     if len(raws) > MAX_EVENTS:
         raise _too_large()
     not_after = now + FUTURE_LIMIT
+    enrolled = store_id is not None
     screened = Screened()
     for index, raw in enumerate(raws):
         claimed = raw.get("device_id") if isinstance(raw, dict) else None
@@ -123,8 +124,15 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
             screened.rejected.append(
                 _rejection(index, checked, "ts", f"more than {FUTURE_LIMIT} in the future")
             )
-        elif store_id is not None and checked.store_id != store_id:
-            reason = f"device {device_id!r} is enrolled in store {store_id!r}"
+        elif store_id is None and not screened.events:
+            store_id = checked.store_id  # not enrolled here: the batch is its first store's
+            screened.events.append(checked)
+        elif checked.store_id != store_id:
+            reason = (
+                f"device {device_id!r} is enrolled in store {store_id!r}"
+                if enrolled
+                else f"a batch holds one store's events ({store_id!r})"
+            )
             screened.rejected.append(_rejection(index, checked, "store_id", reason))
         else:
             screened.events.append(checked)

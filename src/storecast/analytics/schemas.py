@@ -301,13 +301,20 @@ Action = Literal["download_started", "verified", "activated", "rejected", "rolle
 IdParam = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 
 
+QUERY_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+QUERY_LATEST = datetime(9000, 1, 1, tzinfo=UTC)  # room for windows and baselines around it
+
+
 def _as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:  # naive means UTC
-        return value.replace(tzinfo=UTC)
+        value = value.replace(tzinfo=UTC)
     try:
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
     except OverflowError as exc:
         raise ValueError("the time is out of range once converted to UTC") from exc
+    if not QUERY_EARLIEST <= value < QUERY_LATEST:
+        raise ValueError(f"times must lie between {QUERY_EARLIEST:%Y} and {QUERY_LATEST:%Y}")
+    return value
 
 
 QueryTime = Annotated[datetime, AfterValidator(_as_utc)]

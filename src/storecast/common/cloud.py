@@ -120,6 +120,7 @@ def _bearer() -> str | None:
 # The dashboard's session cookie names a token by id; the token is re-read on every
 # request, so revoking it ends the session too.
 SESSION_TOKEN_KEY = "token_id"
+SESSION_PATHS_CONFIG = "STORECAST_SESSION_PATHS"  # path prefixes where the cookie is accepted
 _TOKEN_BY_ID = select(TokenRow.id, TokenRow.name, TokenRow.role, TokenRow.device_id).where(
     TokenRow.id == bindparam("token_id"), TokenRow.revoked_at.is_(None)
 )
@@ -143,8 +144,13 @@ def authenticate(lookup: Callable[[str], Principal | None] | None = None) -> Pri
     """
     secret = _bearer()
     if secret is None:
-        # The session cookie authorises reads only: a cookie never authorises a change.
-        from_session = session_principal() if request.method in _READ_METHODS else None
+        # The session cookie authorises reads only (a cookie never authorises a change),
+        # and only where the app opted in (SESSION_PATHS_CONFIG), never on a hot view.
+        prefixes = tuple(current_app.config.get(SESSION_PATHS_CONFIG, ()))
+        cookie_ok = lookup is None and request.method in _READ_METHODS
+        from_session = (
+            session_principal() if cookie_ok and request.path.startswith(prefixes) else None
+        )
         if from_session is not None:
             g.principal = from_session
             return from_session

@@ -113,4 +113,5 @@ def timestamp_binder(dialect: Dialect) -> Callable[[datetime], Any]:
 @functools.lru_cache(maxsize=8192)
 def _sqlite_text(moment: datetime) -> str:
     # Cached: hot writers bind the same few hour starts over and over.
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat pads the year to 4 digits (strftime's %Y does not before year 1000).
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")

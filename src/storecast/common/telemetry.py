@@ -14,6 +14,8 @@ Every event has an ``event_id`` (UUID, the idempotency key), ``device_id``, ``st
     error       component, kind, message, count
 
 Unknown fields are refused (``extra="forbid"``), so a typo never silently drops data.
+Times must carry a zone and lie in [2000, 2200). A resent event is the same event: same
+id, same time (the cloud deduplicates by the id within the event's hour).
 Pure data: no I/O, importable by the edge agent, the simulator and the cloud alike.
 """
 
@@ -74,8 +76,11 @@ def _on_the_hour(value: datetime) -> datetime:
 
 # Constraints checked by pydantic-core itself (no Python call per value): ingestion
 # validates every event of every batch, so this is the hot path of the cloud.
-UtcTime = AwareDatetime
-HourTime = Annotated[AwareDatetime, AfterValidator(_on_the_hour)]
+# Event times are bounded, so every derived time (hour starts, origin + 24 h) exists.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+UtcTime = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST)]
+HourTime = Annotated[AwareDatetime, Field(ge=EARLIEST, lt=LATEST), AfterValidator(_on_the_hour)]
 NonNegative = Annotated[float, Field(ge=0)]
 Count = Annotated[int, Field(ge=0, le=2**62)]
 Name = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
@@ -134,7 +139,7 @@ class InferencePayload(_Strict):
 
 
 class ForecastPoint(_Strict):
-    ts: AwareDatetime  # origin + k hours
+    ts: UtcTime  # origin + k hours
     q10: NonNegative
     q50: NonNegative
     q90: NonNegative
@@ -257,6 +262,9 @@ def validate_event(
         first = exc.errors()[0]
         field = "type" if first["type"].startswith("union_tag") else _field_of(tuple(first["loc"]))
         return EventRejection(index=index, event_id=event_id, field=field, reason=first["msg"])
+    except (OverflowError, ValueError) as exc:  # a time no arithmetic can handle
+        reason = f"out of range: {exc}"
+        return EventRejection(index=index, event_id=event_id, field="(event)", reason=reason)
     if not_after is not None and event.ts > not_after:
         return EventRejection(
             index=index,

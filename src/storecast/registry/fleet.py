@@ -83,7 +83,7 @@ def enrol(registry: Registry, body: schemas.EnrolBody, who: Principal) -> schema
 def decommission(registry: Registry, device_id: str) -> DeviceRow:
     """Retire a device: its tokens stop working, its history stays."""
     with registry.db.transaction(write=True) as session:
-        row = get_device(session, device_id)
+        row = get_device(session, device_id, for_update=True)  # vs a token rotation
         now = registry.config.clock.now()
         if row.decommissioned_at is None:
             row.decommissioned_at = now
@@ -99,7 +99,7 @@ def rotate_token(registry: Registry, device_id: str, who: Principal) -> schemas.
     """Give an enrolled device a new token and revoke its old ones (a lost or leaked token)."""
     token = mint_token()
     with registry.db.transaction(write=True) as session:
-        row = get_device(session, device_id)
+        row = get_device(session, device_id, for_update=True)  # vs a decommission
         if row.decommissioned_at is not None:
             raise ApiError(410, "decommissioned", f"device {device_id!r} was decommissioned")
         now = registry.config.clock.now()
@@ -122,8 +122,9 @@ def rotate_token(registry: Registry, device_id: str, who: Principal) -> schemas.
     return schemas.Enrolled(device=device_out(row), token=token.secret, token_id=token.token_id)
 
 
-def get_device(session: Session, device_id: str) -> DeviceRow:
-    row = session.get(DeviceRow, device_id)
+def get_device(session: Session, device_id: str, *, for_update: bool = False) -> DeviceRow:
+    """The device row (404 when unknown); ``for_update`` locks it on PostgreSQL."""
+    row = session.get(DeviceRow, device_id, with_for_update=for_update)
     if row is None:
         raise ApiError(404, "not_found", f"no device {device_id!r}")
     return row
