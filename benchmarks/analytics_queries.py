@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import math
 import multiprocessing
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -66,7 +64,7 @@ from _cloud import (
     postgres_unreachable,
     scratch_database,
 )
-from registry_publish import RegistryHome, bench_progress, init_home
+from registry_publish import RegistryHome, bench_progress, init_home, run_and_report
 from storecast.common.clock import SystemClock
 from storecast.common.cloud import Database
 from storecast.common.telemetry import hour_floor
@@ -373,17 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite")
     parser.add_argument("--postgres-admin-url", default=POSTGRES_ADMIN_URL)
     args = parser.parse_args(argv)
-    console = Console(stderr=True)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run(args, Path(tmp), console)
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        return 130
-    passed = all(result["targets_met"].values())
-    result["verdict"] = "PASS" if passed else "FAIL"
-    print(json.dumps(result, indent=2))
-    return 0 if passed else 1
+    return run_and_report(run, args)
 
 
 if __name__ == "__main__":

@@ -72,7 +72,7 @@ from _cloud import (
     postgres_unreachable,
     scratch_database,
 )
-from registry_publish import RegistryHome, Server, bench_progress, init_home
+from registry_publish import RegistryHome, Server, bench_progress, init_home, run_and_report
 from storecast.common.clock import SystemClock
 from storecast.common.cloud import Database
 from storecast.forecasting.schema import HORIZON
@@ -658,17 +658,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="profile even when targets are met")
     parser.add_argument("--cprofile", action="store_true", help="add the hottest functions")
     args = parser.parse_args(argv)
-    console = Console(stderr=True)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run(args, Path(tmp), console)
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        return 130
-    passed = all(result["targets_met"].values())
-    result["verdict"] = "PASS" if passed else "FAIL"
-    print(json.dumps(result, indent=2))
-    return 0 if passed else 1
+    return run_and_report(run, args)
 
 
 if __name__ == "__main__":

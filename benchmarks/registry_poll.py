@@ -41,7 +41,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +61,7 @@ from registry_publish import (
     bench_progress,
     build_bench_bundle,
     init_home,
+    run_and_report,
     served,
 )
 
@@ -413,17 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--database-url", default="", help="default: SQLite in a temp folder")
     parser.add_argument("--python-client", action="store_true", help="even when wrk is here")
     args = parser.parse_args(argv)
-    console = Console(stderr=True)
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            result = run(args, Path(tmp), console)
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        return 130
-    passed = all(result["targets_met"].values())
-    result["verdict"] = "PASS" if passed else "FAIL"
-    print(json.dumps(result, indent=2))
-    return 0 if passed else 1
+    return run_and_report(run, args)
 
 
 if __name__ == "__main__":

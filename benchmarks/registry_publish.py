@@ -26,13 +26,13 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -298,6 +298,24 @@ def run(args: argparse.Namespace, folder: Path, console: Console) -> dict[str, o
         "target_median_s": TARGET_MEDIAN_S,
         "target_met": median <= TARGET_MEDIAN_S,
     }
+
+
+def run_and_report(
+    run: Callable[[argparse.Namespace, Path, Console], dict[str, Any]], args: argparse.Namespace
+) -> int:
+    """Run a benchmark in a temporary folder, print its JSON with a verdict from its
+    ``targets_met``; exit code 0 (pass), 1 (fail) or 130 (Ctrl-C)."""
+    console = Console(stderr=True)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run(args, Path(tmp), console)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    passed = all(result["targets_met"].values())
+    result["verdict"] = "PASS" if passed else "FAIL"
+    print(json.dumps(result, indent=2))
+    return 0 if passed else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,13 +117,9 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
                 "forbidden",
                 f"event {index} is for device {claimed!r}; this token is device {device_id!r}'s",
             )
-        checked = validate_event(index, raw)
+        checked = validate_event(index, raw, not_after=not_after)
         if isinstance(checked, EventRejection):
             screened.rejected.append(checked)
-        elif checked.ts > not_after:
-            screened.rejected.append(
-                _rejection(index, checked, "ts", f"more than {FUTURE_LIMIT} in the future")
-            )
         elif store_id is None and not screened.events:
             store_id = checked.store_id  # not enrolled here: the batch is its first store's
             screened.events.append(checked)
@@ -251,14 +247,10 @@ def _insert_ids(session: Session, batch_id: int, events: dict[str, TelemetryEven
     Keying ids by (hour, event id) keeps a batch's inserts on a few index pages: random
     UUIDs alone would touch a page per event once the table is large.
     """
-    sql = statements(session)
-    hours: dict[datetime, Any] = {}
+    ts = statements(session).ts
     params: list[Any] = []
     for key, event in events.items():
-        hour = hour_floor(event.ts)
-        if hour not in hours:
-            hours[hour] = sql.ts(hour)
-        params += (hours[hour], key, batch_id, event.type)
+        params += (ts(hour_floor(event.ts)), key, batch_id, event.type)
     cursor = dbapi_cursor(session)
     try:
         if session.get_bind().dialect.name == "postgresql":

@@ -51,7 +51,7 @@ from storecast.common.telemetry import (
     hour_floor,
 )
 
-__all__ = ["Rollup", "insert_for", "statements"]
+__all__ = ["Rollup", "dialect_insert", "statements"]
 
 _INFERENCE_SUMS = ("count", "errors", *BUCKET_COLUMNS)
 _ACCURACY_SUMS = ("points", "sum_actual", "sum_q50", "sum_abs_err", "covered")
@@ -60,17 +60,13 @@ _ERROR_KEY = ("hour", "store_id", "component", "kind", "model_name", "model_vers
 _STATE_COLUMNS = tuple(c.name for c in DeviceStateRow.__table__.columns)
 
 
-def insert_for(session: Session, target: Any) -> Any:
+def dialect_insert(dialect: Dialect, target: Any) -> Any:
     """The dialect's INSERT for ``target`` (it has ON CONFLICT clauses)."""
-    return _insert(session.get_bind().dialect, target)
-
-
-def _insert(dialect: Dialect, target: Any) -> Any:
     return (postgresql.insert if dialect.name == "postgresql" else sqlite.insert)(target)
 
 
 def _increment(dialect: Dialect, target: Any, keys: Sequence[str], sums: Sequence[str]) -> Any:
-    ins = _insert(dialect, target)
+    ins = dialect_insert(dialect, target)
     return ins.on_conflict_do_update(
         index_elements=list(keys), set_={name: target.c[name] + ins.excluded[name] for name in sums}
     )
@@ -117,7 +113,7 @@ class Statements:
         self.agent = RawStatement(
             select(state.agent_version).where(state.device_id == bindparam("device_id")), dialect
         )
-        ins = _insert(dialect, state.__table__)
+        ins = dialect_insert(dialect, state.__table__)
         self.state = RawStatement(
             ins.on_conflict_do_update(
                 index_elements=["device_id"],
@@ -127,7 +123,7 @@ class Statements:
             dialect,
         )
         self.model_event = RawStatement(
-            _insert(dialect, ModelEventRow.__table__).on_conflict_do_nothing(), dialect
+            dialect_insert(dialect, ModelEventRow.__table__).on_conflict_do_nothing(), dialect
         )
         self.known_actuals = RawStatement(
             select(actual.ts, actual.sales_units).where(
@@ -137,7 +133,7 @@ class Statements:
             ),
             dialect,
         )
-        self.actual = RawStatement(_insert(dialect, actual.__table__), dialect)
+        self.actual = RawStatement(dialect_insert(dialect, actual.__table__), dialect)
         self.pair = RawStatement(
             update(fp)
             .where(fp.store_id == bindparam("s"), fp.ts == bindparam("t"), fp.actual.is_(None))
@@ -154,7 +150,9 @@ class Statements:
             ),
             dialect,
         )
-        self.point = RawStatement(_insert(dialect, fp.__table__).on_conflict_do_nothing(), dialect)
+        self.point = RawStatement(
+            dialect_insert(dialect, fp.__table__).on_conflict_do_nothing(), dialect
+        )
         self.inference = RawStatement(
             _increment(
                 dialect,

@@ -13,10 +13,10 @@ import functools
 import logging
 
 from flask import Flask, Response, g, request
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from storecast.analytics.rollups import dialect_insert
 from storecast.analytics.tables import ApiUsageRow
 from storecast.common.auth import Principal
 from storecast.common.cloud import database
@@ -54,7 +54,7 @@ def count_request(session: Session, status: int) -> None:
 
 @functools.cache
 def _upsert(dialect_name: str, dialect: Dialect) -> RawStatement:
-    ins = (postgresql.insert if dialect_name == "postgresql" else sqlite.insert)(ApiUsageRow)
+    ins = dialect_insert(dialect, ApiUsageRow.__table__)
     return RawStatement(
         ins.on_conflict_do_update(
             index_elements=["day", "actor", "role", "method", "endpoint", "status"],

@@ -24,20 +24,15 @@ class RawQuery:
     """``first(params)``: the first row of a compiled ``select`` as a dict, or None."""
 
     def __init__(self, statement: Select[Any] | Any, engine: Engine) -> None:
-        compiled = statement.compile(dialect=engine.dialect)
         self._engine = engine
-        self._sql = str(compiled)
-        self._defaults = dict(compiled.params)  # literal binds such as "id = 1"
-        self._order = tuple(compiled.positiontup or ()) if engine.dialect.positional else None
+        self._statement = RawStatement(statement, engine.dialect)
 
     def first(self, params: dict[str, Any]) -> dict[str, Any] | None:
-        values = {**self._defaults, **params}
-        bound: Any = [values[name] for name in self._order] if self._order is not None else values
         connection = self._engine.raw_connection()
         try:
             cursor = connection.cursor()
             try:
-                cursor.execute(self._sql, bound)
+                cursor.execute(self._statement.sql, self._statement.bind(params))
                 row = cursor.fetchone()
                 names = [column[0] for column in cursor.description or ()]
             finally:
@@ -70,7 +65,8 @@ class RawStatement:
         self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
         self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
 
-    def _bind(self, row: dict[str, Any]) -> Any:
+    def bind(self, row: dict[str, Any]) -> Any:
+        """``row``'s values as the driver takes them (a list, for positional drivers)."""
         if self._defaults:  # literal binds such as "horizon = 1"
             row = {**self._defaults, **row}
         return [row[name] for name in self._order] if self._order is not None else row
@@ -80,7 +76,7 @@ class RawStatement:
         if rows:
             cursor = dbapi_cursor(session)
             try:
-                cursor.executemany(self.sql, [self._bind(row) for row in rows])
+                cursor.executemany(self.sql, [self.bind(row) for row in rows])
             finally:
                 cursor.close()
 
@@ -88,7 +84,7 @@ class RawStatement:
         """Run the statement once and return what it returns."""
         cursor = dbapi_cursor(session)
         try:
-            cursor.execute(self.sql, self._bind(row))
+            cursor.execute(self.sql, self.bind(row))
             return [tuple(found) for found in cursor.fetchall()]
         finally:
             cursor.close()

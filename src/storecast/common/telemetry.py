@@ -270,6 +270,6 @@ def validate_event(
             index=index,
             event_id=event_id,
             field="ts",
-            reason=f"timestamp is more than a day in the future (after {not_after.isoformat()})",
+            reason=f"timestamp is too far in the future (after {not_after.isoformat()})",
         )
     return event
