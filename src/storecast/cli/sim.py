@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from storecast.cli._app import INTERRUPTED, app, console, fail
-from storecast.common.clock import SystemClock
+from storecast.client import ApiRefused
+from storecast.common.clock import Clock, SystemClock
 from storecast.common.errors import ConfigError
 from storecast.common.telemetry import hour_floor
 from storecast.forecasting.synthetic import ChainConfig, generate_chain
 from storecast.sim.telemetry import TelemetrySim, TelemetrySimConfig
 
+if TYPE_CHECKING:
+    from storecast.sim.sensors import SendTotals
+
 sim_app = typer.Typer(
-    help="Simulators: synthetic store history and fleet telemetry.", no_args_is_help=True
+    help="Simulators: synthetic store history, store sensors and fleet telemetry.",
+    no_args_is_help=True,
 )
 app.add_typer(sim_app, name="sim")
 
@@ -172,3 +177,132 @@ def _post(sim: TelemetrySim, url: str, token: str, tokens: Path | None, batch_si
         console.print(f"  rejected: {rejection}", highlight=False)
     if totals.interrupted:
         raise fail("interrupted", INTERRUPTED)
+
+
+def _start_hour(start: str | None, clock: Clock) -> datetime:
+    """``--start`` as an aware UTC hour; 14 days before the clock's hour when not given."""
+    if start is None:
+        return hour_floor(clock.now() - timedelta(days=14))
+    try:
+        moment = datetime.fromisoformat(start)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"expected an ISO hour such as 2026-03-01T14 or 2026-03-01T14:00:00Z, got {start!r}",
+            param_hint="--start",
+        ) from exc
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment != hour_floor(moment):
+        raise typer.BadParameter(f"{start!r} is not the start of an hour", param_hint="--start")
+    return moment
+
+
+@sim_app.command("sensors")
+def sensors(
+    device: Annotated[
+        str, typer.Option("--device", help="Agent base URL (posts to /v1/readings).")
+    ],
+    store_id: Annotated[
+        str, typer.Option("--store-id", help="Synthetic store to stream.")
+    ] = "S001",
+    speed: Annotated[
+        float,
+        typer.Option(min=0.0, help="Simulated seconds per wall second (0: as fast as possible)."),
+    ] = 3600.0,
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic chain.")] = 7,
+    stores: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Stores in the synthetic chain.")
+    ] = 20,
+    start: Annotated[
+        str | None,
+        typer.Option(help="First simulated hour, ISO (UTC) [default: 14 days ago, on the hour]."),
+    ] = None,
+    backfill_hours: Annotated[
+        int, typer.Option(min=0, help="Hours sent as fast as possible before pacing starts.")
+    ] = 0,
+    hours: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Stop after this many simulated hours [default: a year, or Ctrl-C]."
+        ),
+    ] = None,
+    missing_rate: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="Share of store-hours without sales.")
+    ] = 0.0,
+    token: Annotated[str | None, typer.Option("--token", help="Bearer token, if asked.")] = None,
+) -> None:
+    """Stream a synthetic store's sensor readings to an agent, a reading every 5 simulated
+    minutes, with simulated (event) timestamps."""
+    from storecast.forecasting.synthetic import store_id_for
+    from storecast.sim.sensors import (
+        ReadingsPoster,
+        SendTotals,
+        SensorStream,
+        send_readings,
+        sensor_chain,
+    )
+
+    clock = SystemClock()
+    first = _start_hour(start, clock)
+    if store_id not in {store_id_for(i) for i in range(stores)}:
+        raise typer.BadParameter(
+            f"no store {store_id!r} in a chain of {stores} stores "
+            f"({store_id_for(0)}..{store_id_for(stores - 1)})",
+            param_hint="--store-id",
+        )
+    chain = sensor_chain(store_id, first, hours, seed=seed, missing_rate=missing_rate)
+    stream = SensorStream(chain, store_id, first, hours)
+    paced_from = first + timedelta(hours=backfill_hours)
+    poster = ReadingsPoster(device, token)
+    totals = SendTotals()
+    progress_bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[readings]:,} readings"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    try:
+        with progress_bar as bar:
+            task = bar.add_task("starting", total=stream.hours, readings=0)
+
+            def progress(totals: SendTotals) -> None:
+                reached = totals.reached or first
+                bar.update(
+                    task,
+                    completed=(reached - first) / timedelta(hours=1),
+                    description=f"simulated {reached:%Y-%m-%d %H:%M} UTC",
+                    readings=totals.readings,
+                )
+
+            send_readings(
+                stream.steps(),
+                poster.post,
+                speed=speed,
+                clock=clock,
+                paced_from=paced_from,
+                progress=progress,
+                totals=totals,
+            )
+    except (ApiRefused, ConfigError):
+        if totals.requests:
+            _sensor_summary(totals, store_id, first)
+        raise
+    finally:
+        poster.close()
+    _sensor_summary(totals, store_id, first)
+    if totals.interrupted:
+        raise fail("interrupted", INTERRUPTED)
+
+
+def _sensor_summary(totals: SendTotals, store_id: str, first: datetime) -> None:
+    console.print(
+        f"sent {totals.readings:,} readings of {store_id} in {totals.requests:,} requests: "
+        f"{totals.accepted:,} accepted, {totals.duplicates:,} duplicates",
+        highlight=False,
+    )
+    if totals.reached is not None:
+        console.print(
+            f"simulated {first:%Y-%m-%dT%H:%M} .. {totals.reached:%Y-%m-%dT%H:%M} UTC",
+            highlight=False,
+        )

@@ -26,7 +26,7 @@ from storecast.common import audit
 from storecast.common.auth import Principal, Role, TokenRow, allows, hash_secret
 from storecast.common.clock import Clock
 from storecast.common.db import make_engine, make_sessionmaker, transaction
-from storecast.common.web import ApiError, client_addr, error_response, request_id
+from storecast.common.web import ApiError, bearer_secret, client_addr, error_response, request_id
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +103,6 @@ def _principal_of(result: Result[Any]) -> Principal | None:
     if row is None:
         return None
     return Principal(row.id, row.name, Role(row.role), row.device_id)
-
-
-def bearer_secret(header: str) -> str | None:
-    """The token of an ``Authorization: Bearer ...`` header, or None."""
-    scheme, _, secret = header.partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return None
-    return secret.strip()
 
 
 def _bearer() -> str | None:

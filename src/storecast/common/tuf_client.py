@@ -84,13 +84,15 @@ def make_updater(
     metadata_dir: Path,
     targets_dir: Path,
     trusted_root: bytes | None = None,
+    client: httpx.Client | None = None,
 ) -> Updater:
     """Return a ``tuf.ngclient.Updater`` for the registry at ``base_url``.
 
     ``trusted_root`` is the root metadata the device was provisioned with (the registry's
     ``1.root.json``). Without it the updater trusts ``metadata_dir/root.json`` left by an
     earlier run. Either way the trusted metadata kept in ``metadata_dir`` is what later
-    runs check new metadata against (rollback protection).
+    runs check new metadata against (rollback protection). ``client`` is an httpx client
+    to fetch with (kept open by its owner); without it the fetcher makes its own.
     """
     if trusted_root is None and not (metadata_dir / "root.json").exists():
         raise ConfigError(
@@ -103,6 +105,6 @@ def make_updater(
         f"{base}/tuf/metadata/",
         str(targets_dir),
         f"{base}/tuf/targets/",
-        fetcher=BearerFetcher(token),
+        fetcher=BearerFetcher(token, client=client),
         bootstrap=trusted_root,
     )

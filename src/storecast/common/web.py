@@ -139,6 +139,14 @@ def parse_query(model: type[M]) -> M:
         raise validation_error(exc) from exc
 
 
+def bearer_secret(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer ...`` header, or None."""
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return secret.strip()
+
+
 def request_id_from(incoming: str | None) -> str:
     """The caller's ``X-Request-ID`` when it is sane, else a fresh random id."""
     return incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()

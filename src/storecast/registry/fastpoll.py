@@ -24,9 +24,8 @@ from urllib.parse import parse_qsl
 from pydantic import ValidationError
 
 from storecast.common.auth import Role
-from storecast.common.cloud import bearer_secret
 from storecast.common.metrics import LATENCY, REQUESTS
-from storecast.common.web import ApiError, request_id_from
+from storecast.common.web import ApiError, bearer_secret, request_id_from
 from storecast.registry import fleet, schemas
 from storecast.registry.context import Registry
 
