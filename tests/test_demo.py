@@ -23,10 +23,15 @@ def test_demo_trains_exports_and_evaluates(tmp_path):
 
     bundle = verify_bundle(home / "dist" / "demand-lstm-v1.tar")
     assert bundle.metadata.metrics == metrics
-    # The device fetched the published bundle through TUF: same bytes as the packaged one.
-    downloads = list((home / "devices" / "edge-S001" / "downloads").iterdir())
-    assert len(downloads) == 1
-    assert verify_bundle(downloads[0]).sha256 == bundle.sha256
+    # A real edge agent fetched the published bundle through TUF and runs it: the active
+    # model on the device is the packaged bundle, and it forecast with it.
+    device = home / "devices" / "edge-S001"
+    active = json.loads((device / "models" / "pointers.json").read_text())["active"]
+    installed = json.loads((device / "models" / "versions" / active / "bundle.json").read_text())
+    assert installed["digest"] == bundle.sha256
+    text = " ".join(run.stdout.split())  # rich wraps long lines
+    assert "(model, v1)" in text
+    assert "telemetry outbox drained to the cloud (last upload ok: True)" in text
     assert "intact: True" in run.stdout
     # A simulated fleet reported telemetry; the planted bad version is the top root cause.
     assert "ingested" in run.stdout and "exactly once (0 rejected)" in run.stdout

@@ -76,3 +76,16 @@ def test_the_event_schema_and_simulator_stay_light_for_devices():
     assert not any(m.startswith(("storecast.registry", "storecast.analytics")) for m in mods)
     assert "sqlalchemy" not in mods
     assert "torch" not in mods
+
+
+def test_the_edge_agent_runs_on_the_core_install_alone():
+    # A store's device has no torch, no cloud extra and no registry or analytics code: it
+    # talks to them over HTTP like any device would.
+    mods = imported_modules(
+        "import storecast.edge.agent, storecast.edge.api, storecast.edge.serve, "
+        "storecast.cli.edge, storecast.sim.sensors"
+    )
+    assert not any(m.startswith(("storecast.registry", "storecast.analytics")) for m in mods)
+    assert not {"storecast.common.cloud", "storecast.common.db"} & mods
+    for heavy in ("torch", "sqlalchemy", "alembic", "gunicorn", "psycopg", "pandas", "orjson"):
+        assert heavy not in mods, heavy

@@ -1,40 +1,46 @@
 """The end-to-end demo: what ``make demo`` shows a new user.
 
-For now the story is the forecasting core, the registry and analytics: generate a synthetic chain,
-train the quick LSTM, package it as a bundle (ONNX export with a parity check), show its
-hold-out evaluation against the seasonal-naive baselines and the oracle, then start the
-cloud (a real gunicorn process), publish and deploy the bundle, and have a device fetch it
-through TUF and verify it, then a simulated fleet reports telemetry and the analytics
-answer with KPIs and a root cause. Later steps (edge agents, rollouts) join as they
-are built.
+The story so far: generate a synthetic chain, train the quick LSTM, package it as a bundle
+(ONNX export with a parity check), show its hold-out evaluation against the seasonal-naive
+baselines and the oracle, then start the cloud (a real gunicorn process), publish and
+deploy the bundle; a real edge agent (``storecast edge run``) fetches and verifies it
+through TUF, activates it, takes a week of simulated sensor readings, forecasts and sends
+its telemetry; then a simulated fleet reports telemetry and the analytics answer with KPIs
+and a root cause. A/B rollouts join when they are built.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.rule import Rule
 
 from storecast._process import server_process
 from storecast._progress import training_progress
 from storecast._report import metrics_table
-from storecast.bundle import VerifiedBundle, verify_bundle
 from storecast.bundle.packaging import build_bundle
 from storecast.client import CloudClient
 from storecast.common.clock import SystemClock
 from storecast.common.errors import ConfigError
 from storecast.common.telemetry import hour_floor
-from storecast.common.tuf_client import make_updater
+from storecast.edge.config import init_home
 from storecast.forecasting.synthetic import ChainConfig
 from storecast.forecasting.workflow import synthetic_source, train_and_evaluate
 from storecast.registry.config import RegistryConfig
 from storecast.registry.setup import init_registry
 from storecast.sim.sender import post
+from storecast.sim.sensors import ReadingsPoster, SensorStream, send_readings, sensor_chain
 from storecast.sim.telemetry import TelemetrySimConfig
 
 DEMO_CHAIN = ChainConfig(stores=8, days=240, seed=7)
+EDGE_BACKFILL_HOURS = 192  # a week of lookback and a day: the model, not the fallback
 
 
 def run_demo(home: Path, console: Console) -> None:
@@ -117,14 +123,8 @@ def run_registry_story(home: Path, bundle: Path, console: Console) -> None:
                 "a signed TUF target; edge-S001 enrolled",
                 highlight=False,
             )
-        fetched = fetch_as_device(
-            url, device["token"], home / "devices" / "edge-S001", made.trusted_root.read_bytes()
-        )
-        console.print(
-            f"7. edge-S001 polled its assignment and fetched {fetched.metadata.name} "
-            f"v{fetched.metadata.version} through TUF: signatures, freshness, length and "
-            "sha256 verified, then every bundle member checked",
-            highlight=False,
+        run_edge_story(
+            url, device["token"], made.trusted_root, home / "devices" / "edge-S001", console
         )
         run_analytics_story(url, admin, made.admin_token, console)
         chain = admin.json("GET", "/v1/audit/verify")
@@ -168,17 +168,66 @@ def run_analytics_story(url: str, admin: CloudClient, admin_token: str, console:
         )
 
 
-def fetch_as_device(url: str, token: str, device_home: Path, trusted_root: bytes) -> VerifiedBundle:
-    """What a device does: poll the assignment, then download and verify through TUF."""
-    with CloudClient(url, token) as device:
-        assignment = device.json("GET", "/v1/devices/edge-S001/assignment")
+def run_edge_story(
+    url: str, token: str, trusted_root: Path, device_home: Path, console: Console
+) -> None:
+    """Step 7: a real edge agent for S001 fetches v1 through TUF, takes readings, forecasts."""
     shutil.rmtree(device_home, ignore_errors=True)
-    updater = make_updater(
-        url, token, device_home / "tuf", device_home / "downloads", trusted_root=trusted_root
+    init_home(
+        device_home,
+        device_id="edge-S001",
+        store_id="S001",
+        registry_url=url,
+        analytics_url=url,
+        token=token,
+        trusted_root=trusted_root.read_bytes(),
+        settings={"poll_interval_s": 1.0, "port": 0},
     )
-    updater.refresh()
-    info = updater.get_targetinfo(assignment["target_path"])
-    if info is None:
-        raise ConfigError(f"{assignment['target_path']} is not a signed TUF target")
-    path = updater.download_target(info)
-    return verify_bundle(Path(path))
+    with (
+        server_process("edge", "run", "--home", str(device_home)) as agent,
+        httpx.Client(base_url=agent, timeout=30) as http,
+    ):
+        model = _wait_for(lambda: http.get("/v1/model").json()["active"], "the agent to load v1")
+        console.print(
+            f"7. edge agent edge-S001 ({agent}) polled its assignment, fetched "
+            f"{model['name']} v{model['version']} through TUF (signatures, freshness, "
+            f"length, sha256), checked every member, smoke-tested it and activated it "
+            f"({model['runtime']})",
+            highlight=False,
+        )
+        start = hour_floor(SystemClock().now()) - timedelta(hours=EDGE_BACKFILL_HOURS + 2)
+        chain = sensor_chain("S001", start, EDGE_BACKFILL_HOURS, seed=DEMO_CHAIN.seed)
+        steps = SensorStream(chain, "S001", start, EDGE_BACKFILL_HOURS).steps()
+        poster = ReadingsPoster(agent)
+        try:
+            sent = send_readings(steps, poster.post, speed=0, clock=SystemClock())
+        finally:
+            poster.close()
+        forecast = http.get("/v1/forecast", params={"horizon": 6}).json()
+        points = ", ".join(f"{p['q50']:.0f}" for p in forecast["points"])
+        console.print(
+            f"   {sent.readings:,} sensor readings ({EDGE_BACKFILL_HOURS} simulated hours of "
+            f"sales, footfall, weather, promos) stored on the device; its forecast from "
+            f"{forecast['origin']} ({forecast['method']}, v{forecast['model']['version']}): "
+            f"next 6 hours q50 = {points} units",
+            highlight=False,
+        )
+        status = _wait_for(
+            lambda: (s := http.get("/v1/status").json())["outbox_depth"] == 0 and s,
+            "the telemetry outbox to drain",
+        )
+        console.print(
+            f"   telemetry outbox drained to the cloud (last upload ok: "
+            f"{status['last_upload_ok']})",
+            highlight=False,
+        )
+
+
+def _wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise ConfigError(f"the demo timed out waiting for {what}")

@@ -173,3 +173,27 @@ def _resign_timestamp_with_rogue_key(cloud: LiveRegistry) -> None:
         )
     engine.dispose()
     assert hashlib.sha256(md.to_bytes()).hexdigest()
+
+
+def test_a_corrupt_active_model_falls_back_to_previous_reports_it_and_heals(
+    rig: EdgeRig, modelstore_bundles: EdgeBundles
+) -> None:
+    rig.publish(modelstore_bundles.v1)
+    rig.publish(modelstore_bundles.v2)
+    rig.deploy(1)
+    with rig.agent() as agent:
+        wait_until(lambda: active_version(agent) == 1, 30, "v1 to be active")
+        rig.deploy(2)
+        wait_until(lambda: active_version(agent) == 2, 30, "v2 to be active")
+        active = agent.get("/v1/model").json()["active"]["folder"]
+    onnx = rig.home / "models" / "versions" / active / "model.onnx"
+    onnx.write_bytes(onnx.read_bytes()[:-100])  # a torn write, a bad disk block
+    with rig.agent() as agent:
+        # It starts on v1 (verified) and says so, then re-fetches its assigned v2.
+        wait_until(
+            lambda: ("rolled_back", 1) in cloud_model_events(rig.cloud, rig.device_id),
+            30,
+            "the fallback to reach the cloud",
+        )
+        wait_until(lambda: active_version(agent) == 2, 30, "v2 to be re-installed")
+        assert agent.get("/v1/forecast").status_code == 200

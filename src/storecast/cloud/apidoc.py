@@ -1,4 +1,4 @@
-"""``docs/api.md``, generated from the cloud app's OpenAPI document.
+"""``docs/api.md``, generated from the OpenAPI documents of the cloud app and the edge agent.
 
 ``python -m storecast.cloud.apidoc docs/api.md`` rewrites it (``make docs``); a test fails
 when the committed page and the running code disagree.
@@ -26,6 +26,14 @@ Generated from the OpenAPI document the cloud app serves at `/openapi.json`
 admin tokens may call every endpoint.
 """
 
+EDGE_HEADER = """# Edge agent API reference
+
+Generated from the OpenAPI document a running agent serves at `/openapi.json`
+(`storecast edge run`; it listens on 127.0.0.1:8700 unless configured otherwise).
+Readings and forecasts need no token (the store's own network); rollback needs the local
+admin token `storecast edge init` printed. Errors are `{"error": {"code", "message"}}`.
+"""
+
 
 def cloud_openapi() -> dict[str, Any]:
     """The OpenAPI document of ``storecast cloud serve`` (built on a throwaway registry)."""
@@ -46,14 +54,44 @@ def cloud_openapi() -> dict[str, Any]:
                 database.engine.dispose()
 
 
+def edge_openapi() -> dict[str, Any]:
+    """The OpenAPI document of ``storecast edge run`` (over a throwaway device home)."""
+    from storecast.edge.agent import Agent
+    from storecast.edge.api import create_app
+    from storecast.edge.config import init_home
+
+    root = b'{"signed": {"_type": "root"}, "signatures": []}'
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "device"
+        init_home(
+            home,
+            device_id="edge-S001",
+            store_id="S001",
+            registry_url="http://127.0.0.1:9",
+            analytics_url="http://127.0.0.1:9",
+            token="doc-only-token",
+            trusted_root=root,
+        )
+        agent = Agent(home)
+        try:
+            return openapi_document(create_app(agent), "storecast edge agent", "v1")
+        finally:
+            agent.stop()
+
+
+def reference() -> str:
+    """The whole of ``docs/api.md``: the cloud's API, then the edge agent's."""
+    return render(cloud_openapi()) + "\n" + render(edge_openapi(), EDGE_HEADER)
+
+
 def _schema_name(schema: dict[str, Any]) -> str:
     ref = str(schema.get("$ref", ""))
     return ref.rsplit("/", 1)[-1] if ref else str(schema.get("type", "any"))
 
 
-def render(document: dict[str, Any]) -> str:
+def render(document: dict[str, Any], header: str = HEADER) -> str:
     """The API as Markdown: one table per tag, then each operation's parameters."""
-    lines = [HEADER]
+    lines = [header]
     by_tag: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for path, methods in document["paths"].items():
         for method, op in methods.items():
@@ -89,7 +127,7 @@ def render(document: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     out = Path(argv[0]) if argv else Path("docs/api.md")
-    atomic_write_bytes(out, render(cloud_openapi()).encode())
+    atomic_write_bytes(out, reference().encode())
     log.info("wrote %s", out)
     return 0
 

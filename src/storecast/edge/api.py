@@ -34,7 +34,7 @@ from storecast.common.openapi import openapi_document
 from storecast.common.web import ApiError, endpoint, error_response, parse_query
 from storecast.edge.agent import Agent, describe
 from storecast.edge.modelstore import ModelStoreError
-from storecast.edge.sensors import ReadingsRefused, parse_readings
+from storecast.edge.sensors import Reading, ReadingsRefused, parse_readings
 from storecast.forecasting.schema import HORIZON
 
 __all__ = ["create_app"]
@@ -74,9 +74,9 @@ class ForecastOut(BaseModel):
 
 
 class ReadingsIn(BaseModel):
-    """A batch of readings (see docs/edge.md for kinds, units and limits)."""
+    """A batch of up to 10,000 readings, refused whole when any is invalid (docs/edge.md)."""
 
-    readings: list[dict[str, Any]]
+    readings: list[Reading]
 
 
 class ReadingsAck(BaseModel):
