@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -93,7 +94,11 @@ def test_tampered_bundle_is_rejected_and_v1_stays_active(
             30,
             "the rejection to reach the cloud",
         )
-        assert ("activated", 2) not in cloud_model_events(rig.cloud, rig.device_id)
+        # The same digest is not fetched again while the assignment stays (polls every 0.2 s).
+        time.sleep(1.5)
+        events = cloud_model_events(rig.cloud, rig.device_id)
+        assert events.count(("download_started", 2)) == 1
+        assert ("activated", 2) not in events
 
 
 def test_metadata_signed_by_a_foreign_key_is_rejected(
