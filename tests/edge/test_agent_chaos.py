@@ -140,3 +140,42 @@ def test_registry_down_the_agent_keeps_forecasting_and_backs_off(
         assert 2 <= failures <= 10
     finally:
         stop_agent(agent)
+
+
+def test_a_registry_answering_garbage_never_stops_the_updater(
+    cloud: LiveRegistry, tmp_path: Path
+) -> None:
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Response
+
+    from storecast.edge.config import init_home
+
+    def portal(environ: object, start_response: object) -> object:  # a captive portal
+        return Response("<html>log in to the guest wifi</html>", 200, mimetype="text/html")(
+            environ, start_response
+        )
+
+    server = make_server("127.0.0.1", 0, portal, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    init_home(
+        tmp_path / "device",
+        device_id="edge-S001",
+        store_id="S001",
+        registry_url=url,
+        analytics_url=url,
+        token="device-token-nobody-checks",
+        trusted_root=cloud.init.trusted_root.read_bytes(),
+        settings={"poll_interval_s": 0.05, "port": 0},
+    )
+    agent = start_agent(tmp_path / "device")
+    try:
+        wait_until(lambda: agent.get("/v1/status").json()["poll_failures"] >= 3, 30, "failed polls")
+        assert agent.get("/healthz").status_code == 200  # every thread still runs
+        status = agent.get("/v1/status").json()
+        assert status["last_poll_ok"] is False
+        assert "assignment poll" in status["last_update"]["reason"]
+    finally:
+        stop_agent(agent)
+        server.shutdown()

@@ -32,7 +32,7 @@ def _last_update(url: str) -> dict[str, object]:
     return dict(httpx.get(f"{url}/v1/model", timeout=10).json()["last_update"] or {})
 
 
-def test_publish_v2_activates_it_and_rollback_returns_to_v1(
+def test_publish_v2_activates_it_and_a_local_rollback_holds_until_the_assignment_changes(
     rig: EdgeRig, modelstore_bundles: EdgeBundles
 ) -> None:
     rig.publish(modelstore_bundles.v1)
@@ -61,6 +61,17 @@ def test_publish_v2_activates_it_and_rollback_returns_to_v1(
         )
         assert done.status_code == 200, done.text
         assert done.json()["active"]["version"] == 1
+        # The device stays on v1 although v2 is still assigned (polls run every 0.2 s) ...
+        time.sleep(1.0)
+        assert active_version(agent) == 1
+    # ... also after a restart ...
+    with rig.agent() as agent:
+        time.sleep(1.0)
+        assert active_version(agent) == 1
+        # ... until the registry assigns something else.
+        rig.publish(modelstore_bundles.v3)
+        rig.deploy(3)
+        wait_until(lambda: active_version(agent) == 3, 30, "v3 to be active")
 
 
 def test_tampered_bundle_is_rejected_and_v1_stays_active(
@@ -202,3 +213,18 @@ def test_a_corrupt_active_model_falls_back_to_previous_reports_it_and_heals(
         )
         wait_until(lambda: active_version(agent) == 2, 30, "v2 to be re-installed")
         assert agent.get("/v1/forecast").status_code == 200
+
+
+def test_a_lost_trusted_root_link_is_restored_from_tufs_own_history(
+    rig: EdgeRig, modelstore_bundles: EdgeBundles
+) -> None:
+    rig.publish(modelstore_bundles.v1)
+    rig.deploy(1)
+    with rig.agent() as agent:
+        wait_until(lambda: active_version(agent) == 1, 30, "v1 to be active")
+    # python-tuf re-creates this symlink after each refresh: a power cut in between loses it.
+    (rig.home / "tuf" / "metadata" / "root.json").unlink()
+    rig.publish(modelstore_bundles.v2)
+    rig.deploy(2)
+    with rig.agent() as agent:
+        wait_until(lambda: active_version(agent) == 2, 30, "v2 to be active")

@@ -68,9 +68,9 @@ def test_readings_are_stored_and_a_resent_batch_counts_as_duplicates(
     batch = hour_of_readings(NOW - timedelta(hours=3))
     first = client.post("/v1/readings", json={"readings": batch})
     assert first.status_code == 200
-    assert first.json == {"accepted": len(batch), "duplicates": 0}
+    assert first.json == {"accepted": len(batch), "duplicates": 0, "expired": 0}
     again = client.post("/v1/readings", json={"readings": batch})
-    assert again.json == {"accepted": 0, "duplicates": len(batch)}
+    assert again.json == {"accepted": 0, "duplicates": len(batch), "expired": 0}
 
 
 @pytest.mark.parametrize(

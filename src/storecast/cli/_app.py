@@ -23,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help text is plain: "[env: STORECAST_TOKEN]" stays visible
 )
 
 # Modules of the `train` and `cloud` extras: an edge install has none of them.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -32,7 +33,7 @@ from storecast.edge.config import EdgeConfig, EdgeHome, load_config
 from storecast.edge.events import EventFactory, InferenceStats
 from storecast.edge.forecaster import Forecast, Forecaster, ModelHolder
 from storecast.edge.localdb import LocalDB
-from storecast.edge.modelstore import ModelStore, Pointers
+from storecast.edge.modelstore import ModelStore, ModelStoreError, Pointers
 from storecast.edge.outbox import Outbox
 from storecast.edge.runtime import LoadedModel, load_model
 from storecast.edge.sensors import AddResult, Reading, SensorStore
@@ -90,6 +91,7 @@ class Agent:
             self.config.token,
             self.clock,
             batch_size=settings.upload_batch,
+            poll_interval_s=settings.upload_interval_s,
         )
         self._stop = threading.Event()
         self._upload_wake = threading.Event()
@@ -138,9 +140,9 @@ class Agent:
     def add_readings(self, readings: Sequence[Reading]) -> AddResult:
         """Store readings; queue the actuals of the hours they complete, and a forecast for a
         new origin hour."""
-        before = self.sensors.origin()
         model = model_key(self.holder.current)
         with self.db.transaction() as conn:
+            before = self.sensors.origin()
             result = self.sensors.add(readings)
             completed = self.sensors.take_completed(conn)
             self.outbox.put(
@@ -151,10 +153,10 @@ class Agent:
                     for c in completed
                 ]
             )
-        if before is not None and any(r.ts < before for r in readings):
-            self.forecaster.invalidate()
-        if self.sensors.origin() != before:
-            self._report_forecast()
+            if before is not None and any(r.ts < before for r in readings):
+                self.forecaster.invalidate()
+            if self.sensors.origin() != before:
+                self._report_forecast(conn)  # in the same transaction: never lost, never twice
         if completed:
             self._upload_wake.set()
         return result
@@ -168,50 +170,57 @@ class Agent:
         except Exception:
             self.stats.record((time.perf_counter() - started) * 1000.0, False, model_key(model))
             raise
-        self.stats.record((time.perf_counter() - started) * 1000.0, True, model_key(result.model))
+        # A model that failed (and was answered for by the fallback) counts as an error of
+        # the model that was active, so its error rate shows it.
+        failed_model = model if result.failure else result.model
+        elapsed = (time.perf_counter() - started) * 1000.0
+        self.stats.record(elapsed, result.failure is None, model_key(failed_model))
         return result
 
-    def _report_forecast(self) -> None:
+    def _report_forecast(self, conn: sqlite3.Connection) -> None:
+        """Queue the forecast of a new origin hour (once per origin, in ``conn``'s transaction)."""
         origin = self.sensors.origin()
         if origin is None:
             return
-        with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT value FROM agent_state WHERE key = ?", (_REPORTED_ORIGIN,)
-            ).fetchone()
-            if row is not None and datetime.fromisoformat(row[0]) >= origin:
-                return  # already reported (or time went back: late data)
-            forecast = self.forecaster.forecast()
-            self.outbox.put(
-                [
-                    self.events.forecast(
-                        origin=forecast.origin,
-                        points=forecast.points,
-                        model=model_key(forecast.model),
-                    )
-                ]
-            )
-            conn.execute(
-                "INSERT INTO agent_state (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (_REPORTED_ORIGIN, origin.isoformat()),
-            )
+        row = conn.execute(
+            "SELECT value FROM agent_state WHERE key = ?", (_REPORTED_ORIGIN,)
+        ).fetchone()
+        if row is not None and datetime.fromisoformat(row[0]) >= origin:
+            return  # already reported (or time went back: late data)
+        forecast = self.forecaster.forecast()
+        self.outbox.put(
+            [
+                self.events.forecast(
+                    origin=forecast.origin,
+                    points=forecast.points,
+                    model=model_key(forecast.model),
+                )
+            ]
+        )
+        conn.execute(
+            "INSERT INTO agent_state (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (_REPORTED_ORIGIN, origin.isoformat()),
+        )
 
     # -- model lifecycle -------------------------------------------------------------------
 
     def rollback(self) -> Pointers:
-        """Go back to the previous model (``ModelStoreError`` when there is none)."""
+        """Go back to the previous model and stay there until the assignment changes.
+
+        The previous model is loaded (and verified) before anything changes, so a failure
+        leaves the device as it was. ``ModelStoreError`` when there is no previous model.
+        """
+        pointers = self.models.pointers()
+        if pointers.previous is None:
+            raise ModelStoreError("there is no previous model to roll back to")
+        model = load_model(self.models.path(pointers.previous))
         pointers = self.models.rollback()
-        assert pointers.active is not None
-        model = load_model(self.home.models / "versions" / pointers.active)
         old = self.holder.swap(model)
-        self.model_event(
-            "rolled_back",
-            model.name,
-            model.version,
-            model.digest,
-            reason=f"local rollback from {old.name} v{old.version}" if old else "local rollback",
-        )
+        reason = f"local rollback from {old.name} v{old.version}" if old else "local rollback"
+        if old is not None:
+            self.updater.hold(old.digest, reason)
+        self.model_event("rolled_back", model.name, model.version, model.digest, reason=reason)
         return pointers
 
     def _report_startup(self, fell_back: bool, problems: list[str]) -> None:

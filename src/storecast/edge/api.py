@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from storecast import __version__
 from storecast.common import web
+from storecast.common.errors import ModelError
 from storecast.common.openapi import openapi_document
 from storecast.common.web import ApiError, endpoint, error_response, parse_query
 from storecast.edge.agent import Agent, describe
@@ -80,8 +81,11 @@ class ReadingsIn(BaseModel):
 
 
 class ReadingsAck(BaseModel):
+    """Stored, already stored, and too old for the retention window (not stored)."""
+
     accepted: int
     duplicates: int
+    expired: int
 
 
 class ModelStatus(BaseModel):
@@ -159,7 +163,13 @@ def create_app(agent: Agent) -> Flask:
             return error_response(exc.status, exc.code, exc.message, errors=exc.errors)
         result = agent.add_readings(parsed)
         metrics.readings.inc(result.accepted)
-        return jsonify({"accepted": result.accepted, "duplicates": result.duplicates})
+        return jsonify(
+            {
+                "accepted": result.accepted,
+                "duplicates": result.duplicates,
+                "expired": result.expired,
+            }
+        )
 
     @endpoint("The active and previous model and the last update", tag="model",
               responses={200: ModelStatus})  # fmt: skip
@@ -189,6 +199,8 @@ def create_app(agent: Agent) -> Flask:
             pointers = agent.rollback()
         except ModelStoreError as exc:
             raise ApiError(409, "no_previous_model", str(exc)) from exc
+        except ModelError as exc:  # nothing changed: the previous model did not verify or load
+            raise ApiError(409, "previous_model_unusable", str(exc)) from exc
         last = agent.updater.last_result
         return jsonify(
             {

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -98,6 +99,10 @@ class EdgeHome:
         return self.root / "tuf" / "metadata"
 
     @property
+    def provisioned_root(self) -> Path:  # the root `edge init` was given, kept as-is
+        return self.root / "tuf" / "trusted_root.json"
+
+    @property
     def downloads(self) -> Path:
         return self.root / "tuf" / "downloads"
 
@@ -142,6 +147,7 @@ def init_home(
     except ValidationError as exc:
         raise ConfigError(_first_error(exc)) from None
     home.mkdir(parents=True, exist_ok=True)
+    _set_aside_other_identity(paths, config)
     write_config(paths.config, config)
     # A fresh trust anchor: metadata trusted under another root must not survive a re-init.
     if paths.tuf_metadata.exists():
@@ -149,7 +155,26 @@ def init_home(
             old.unlink()
     paths.tuf_metadata.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(paths.tuf_metadata / "root.json", trusted_root)
+    atomic_write_bytes(paths.provisioned_root, trusted_root)
     return config, admin_token
+
+
+def _set_aside_other_identity(paths: EdgeHome, config: EdgeConfig) -> None:
+    """A re-init as another device or store must not send the old one's queued telemetry
+    under the new token: the old database is renamed, not reused (nor deleted)."""
+    if not paths.config.exists() or not paths.database.exists():
+        return
+    try:
+        old = load_config(paths.root)
+    except ConfigError:
+        old = None
+    if old is not None and (old.device_id, old.store_id) == (config.device_id, config.store_id):
+        return
+    stamp = f"{int(time.time())}"
+    for suffix in ("", "-wal", "-shm"):
+        source = paths.database.with_name(paths.database.name + suffix)
+        if source.exists():
+            source.rename(source.with_name(f"{paths.database.name}.replaced-{stamp}{suffix}"))
 
 
 def write_config(path: Path, config: EdgeConfig) -> None:

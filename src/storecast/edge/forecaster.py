@@ -12,6 +12,7 @@ earlier where known, else one day earlier, else the mean of that hour of day, la
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,8 @@ from storecast.forecasting.features import WindowBuilder
 from storecast.forecasting.schema import HORIZON, LOOKBACK
 
 __all__ = ["Forecast", "Forecaster", "ModelHolder", "seasonal_naive"]
+
+log = logging.getLogger(__name__)
 
 METHOD_MODEL = "model"
 METHOD_FALLBACK = "seasonal_naive"
@@ -59,11 +62,17 @@ class Forecast:
     method: str  # "model" or "seasonal_naive"
     model: LoadedModel | None  # the model that made it (None for the fallback)
     history_hours: int  # hours with sales in the lookback window
+    failure: str | None = None  # why the model could not answer (the fallback did)
 
     def head(self, horizon: int) -> Forecast:
         """The first ``horizon`` hours of this forecast."""
         return Forecast(
-            self.origin, self.points[:horizon], self.method, self.model, self.history_hours
+            self.origin,
+            self.points[:horizon],
+            self.method,
+            self.model,
+            self.history_hours,
+            self.failure,
         )
 
 
@@ -150,15 +159,24 @@ class Forecaster:
         full = model.spec.horizon if model else HORIZON
         window = self._sensors.window(origin, lookback, full, self._store_id)
         hours = [origin + timedelta(hours=k) for k in range(full)]
+        failure: str | None = None
+        quantiles: np.ndarray | None = None
         if model is not None and has_full_lookback(window, lookback):
-            builder = WindowBuilder(window.history, model.spec)
-            quantiles = model.forecast(builder.build(np.array([0]), np.array([lookback])))[0]
+            try:
+                builder = WindowBuilder(window.history, model.spec)
+                quantiles = model.forecast(builder.build(np.array([0]), np.array([lookback])))[0]
+                if not np.isfinite(quantiles).all():
+                    raise ValueError("the model returned non-finite quantiles")
+            except Exception as exc:  # the answer falls back; the failure is counted
+                log.exception("model %s v%s failed to forecast", model.name, model.version)
+                failure, quantiles = f"{type(exc).__name__}: {exc}", None
+        if quantiles is not None:
             method = METHOD_MODEL
         else:
             quantiles, method, model = seasonal_naive(window, full), METHOD_FALLBACK, None
         q = np.sort(quantiles, axis=-1)  # q10 <= q50 <= q90 even where a model crosses them
         points = [(hours[k], float(q[k, 0]), float(q[k, 1]), float(q[k, 2])) for k in range(full)]
-        return Forecast(origin, points, method, model, window.observed_hours)
+        return Forecast(origin, points, method, model, window.observed_hours, failure)
 
 
 def has_full_lookback(window: StoreWindow, lookback: int) -> bool:

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,11 +39,13 @@ from tuf.api.exceptions import (
 
 from storecast.common.clock import Clock
 from storecast.common.errors import StorecastError
+from storecast.common.files import atomic_write_bytes
 from storecast.common.tuf_client import make_updater
 from storecast.edge.backoff import Backoff
 from storecast.edge.config import EdgeConfig, EdgeHome
 from storecast.edge.forecaster import Forecaster, ModelHolder, has_full_lookback
 from storecast.edge.modelstore import ModelStore
+from storecast.edge.refusals import Refusals
 from storecast.edge.runtime import LoadedModel, load_model
 from storecast.edge.smoke import SmokeBudget, probe_level, probe_windows, smoke_test
 from storecast.forecasting.features import WindowBuilder, Windows
@@ -79,10 +81,25 @@ class Assignment:
     sha256: str | None
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Assignment:
-        return cls(
-            data.get("model"), data.get("version"), data.get("target_path"), data.get("sha256")
+    def from_json(cls, data: Any) -> Assignment:
+        """The poll's JSON; ``ValueError`` when it is not an assignment."""
+        if not isinstance(data, dict):
+            raise ValueError("the assignment poll did not answer a JSON object")
+        fields = (
+            data.get("model"),
+            data.get("version"),
+            data.get("target_path"),
+            data.get("sha256"),
         )
+        model, version, target_path, sha256 = fields
+        if not (
+            (model is None or isinstance(model, str))
+            and (version is None or isinstance(version, int))
+            and (target_path is None or isinstance(target_path, str))
+            and (sha256 is None or isinstance(sha256, str))
+        ):
+            raise ValueError(f"the assignment poll answered an unexpected body: {data!r:.200}")
+        return cls(model, version, target_path, sha256)
 
 
 @dataclass(frozen=True)
@@ -143,7 +160,7 @@ class ModelUpdater:
         self._on_activated = on_activated
         self._etag: str | None = None
         self._assignment: Assignment | None = None
-        self._rejected: dict[str, float] = {}  # digest -> monotonic time it may be retried
+        self._refusals = Refusals(home.root / "refused.json")
         self._lock = threading.Lock()  # one pass at a time (the loop and a manual check)
         self._wake = threading.Event()
         self.last_poll_ok: bool | None = None
@@ -157,6 +174,11 @@ class ModelUpdater:
     def poll_failures(self) -> int:
         """Polls failed in a row (0 after a success)."""
         return self._backoff.failures
+
+    def hold(self, digest: str, reason: str) -> None:
+        """Do not install ``digest`` again until the assignment changes (a local rollback)."""
+        with self._lock:
+            self._refusals.refuse(digest, None, reason)
 
     def wake(self) -> None:
         """Poll now instead of at the next scheduled time."""
@@ -183,19 +205,29 @@ class ModelUpdater:
     # -- one pass --------------------------------------------------------------------------
 
     def check(self) -> bool:
-        """Poll once and act on the answer; False when the registry could not be asked."""
+        """Poll once and act on the answer; False when it should be retried after a backoff.
+
+        Never raises: whatever goes wrong (the network, an answer that is not the API's, a
+        full disk) is reported and retried, and the active model keeps serving.
+        """
         with self._lock:
             started = time.perf_counter()
             try:
                 assignment = self._poll()
-            except (httpx.HTTPError, _PollRefused) as exc:
+            except (httpx.HTTPError, _PollRefused, ValueError, KeyError, TypeError) as exc:
                 self.last_poll_ok = False
                 self._record("error", reason=f"assignment poll failed: {exc}")
                 self._reporter.error("updater", "poll_failed", str(exc)[:2000])
                 log.warning("assignment poll failed: %s", exc)
                 return False
             self.last_poll_ok = True
-            return self._act(assignment, started)
+            try:
+                return self._act(assignment, started)
+            except Exception as exc:  # a bug or the disk: report it, keep the active model
+                log.exception("model update failed")
+                self._record("error", reason=f"update failed: {type(exc).__name__}: {exc}")
+                self._reporter.error("updater", "update_failed", f"{type(exc).__name__}: {exc}")
+                return False
 
     def _poll(self) -> Assignment:
         config = self._config
@@ -214,8 +246,7 @@ class ModelUpdater:
             raise _PollRefused(f"HTTP {response.status_code}: {response.text[:200]}")
         self._etag = response.headers.get("ETag")
         assignment = Assignment.from_json(response.json())
-        if self._assignment is not None and assignment.sha256 != self._assignment.sha256:
-            self._rejected.clear()  # a new assignment: earlier rejections no longer apply
+        self._refusals.assigned(assignment.sha256)  # a new one: earlier refusals end
         self._assignment = assignment
         return assignment
 
@@ -230,8 +261,7 @@ class ModelUpdater:
             return True  # nothing is deployed to this device
         if active is not None and active.digest == assignment.sha256:
             return True
-        retry_at = self._rejected.get(assignment.sha256)
-        if retry_at is not None and self._clock.monotonic() < retry_at:
+        if self._refusals.refused(assignment.sha256, self._clock.now()) is not None:
             return True
         return self._update(assignment, started)
 
@@ -252,6 +282,8 @@ class ModelUpdater:
             pointers = self._store.pointers()
             if folder is not None and folder.name not in (pointers.active, pointers.previous):
                 self._store.remove(folder)  # a rejected candidate must never be loaded
+            for leftover in self._home.downloads.glob("*"):
+                leftover.unlink(missing_ok=True)
             return self._reject(assignment, reason, started)
         except DownloadError as exc:
             if isinstance(exc, DownloadHTTPError) and exc.status_code in (404, 410):
@@ -276,6 +308,7 @@ class ModelUpdater:
     def _download(self, target_path: str, digest: str) -> Path:
         home = self._home
         home.downloads.mkdir(parents=True, exist_ok=True)
+        restore_trusted_root(home)
         updater = make_updater(
             self._config.registry(),
             self._config.token,
@@ -319,7 +352,8 @@ class ModelUpdater:
     def _reject(self, assignment: Assignment, reason: str, started: float) -> bool:
         digest = assignment.sha256
         assert digest is not None
-        self._rejected[digest] = self._clock.monotonic() + self._config.agent.reject_backoff_s
+        until = self._clock.now() + timedelta(seconds=self._config.agent.reject_backoff_s)
+        self._refusals.refuse(digest, until, reason[:500])
         duration = (time.perf_counter() - started) * 1000.0
         name, version = assignment.model or "?", assignment.version or 0
         self._reporter.model_event(
@@ -335,3 +369,27 @@ class ModelUpdater:
 
 class _PollRefused(Exception):
     """The registry answered the poll with an error status."""
+
+
+def restore_trusted_root(home: EdgeHome) -> None:
+    """Make sure ``tuf/metadata/root.json`` is there before python-tuf reads it.
+
+    python-tuf re-points that symlink after each refresh by deleting and recreating it; a
+    power cut in between would leave no trusted root. Restore it from the newest root in
+    python-tuf's own ``root_history`` (roots it verified), else from the provisioned root
+    ``edge init`` stored.
+    """
+    link = home.tuf_metadata / "root.json"
+    if link.exists():
+        return
+    history = sorted(
+        (home.tuf_metadata / "root_history").glob("*.root.json"),
+        key=lambda p: int(p.name.split(".", 1)[0]) if p.name.split(".", 1)[0].isdigit() else 0,
+    )
+    source = history[-1] if history else home.provisioned_root
+    if not source.exists():
+        return  # make_updater says what is missing
+    if link.is_symlink():
+        link.unlink()
+    atomic_write_bytes(link, source.read_bytes())
+    log.warning("restored the trusted TUF root from %s", source)

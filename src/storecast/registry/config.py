@@ -27,6 +27,9 @@ class RegistryConfig:
     clock: Clock = field(default_factory=SystemClock)
 
     def __post_init__(self) -> None:
+        # Absolute, so files served by path (artifacts, TUF targets) never resolve against
+        # whatever folder the server process happens to run in.
+        object.__setattr__(self, "home", Path(self.home).absolute())
         # Expiring metadata is re-signed when the timestamp is fetched within half its
         # lifetime; that must come around before the snapshot (and targets) expire.
         if self.timestamp_expiry * 2 > self.snapshot_expiry:
