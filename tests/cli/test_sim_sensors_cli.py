@@ -95,11 +95,14 @@ def test_sim_sensors_streams_a_stores_hours_into_the_agent(agent: Agent):
 def test_sim_sensors_paces_after_the_backfill(agent: Agent):
     args = ["--device", agent.url, "--start", "2026-03-01T00", "--backfill-hours", "24"]
     began = time.monotonic()
-    run = sim_sensors(*args, "--hours", "25", "--speed", "7200")
+    run = sim_sensors(*args, "--hours", "25", "--speed", "3600")
     assert run.returncode == 0, run.stderr
-    assert time.monotonic() - began >= 0.5  # the last hour takes 0.5 s at 7200x
-    assert max(agent.requests) > 5 * 12  # the backfill went many steps a request
-    assert agent.requests[-12:] == [5] * 12  # then one step at a time
+    assert time.monotonic() - began >= 1.0  # the last hour takes 1 s at 3600x
+    backfill = max(agent.requests)
+    assert backfill > 5 * 12  # the backfill went many steps a request
+    paced = agent.requests[agent.requests.index(backfill) + 1 :]
+    # Then paced: a step (5 readings) a request, or a few when the machine is busy.
+    assert len(paced) >= 4 and all(n % 5 == 0 for n in paced)
     assert agent.store.hours_with_sales() == 24
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, column, delete, insert, select, table, text, u
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from storecast.analytics.rollups import Rollup, statements
+from storecast.analytics.rollups import Rollup, RollupPlan, plan_rollups, statements
 from storecast.analytics.schemas import MAX_BATCH_BYTES, MAX_EVENTS, TelemetryAck
 from storecast.analytics.tables import TelemetryBatchRow
 from storecast.common.cloud import Database
@@ -34,6 +34,7 @@ from storecast.common.telemetry import (
     EventRejection,
     TelemetryEvent,
     hour_floor,
+    validate_batch,
     validate_event,
 )
 
@@ -71,6 +72,11 @@ class Screened:
     rejected: list[EventRejection] = field(default_factory=list)
     packed: bytes | None = None  # the body compressed for the raw record, when every
     # event in it is accepted (done here, before the write lock, for the common case)
+    unique: dict[str, TelemetryEvent] = field(default_factory=dict)  # the events by id
+    # (first copy of repeats), in batch order
+    hours: list[datetime] = field(default_factory=list)  # the hour of each unique event
+    rollups: RollupPlan = field(default_factory=RollupPlan)  # what the unique events add
+    # to the rollups when all are new (the common case: only a resend holds stored ones)
 
 
 def _too_large() -> BatchRefused:
@@ -103,21 +109,31 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
     """
     if len(body) > MAX_BATCH_BYTES:
         raise _too_large()
-    raws = _raw_events(body)
+    not_after = now + FUTURE_LIMIT
+    # The common batch, every event valid and none from the future, is checked in one go;
+    # any other batch event by event, which says what is wrong with each.
+    typed = validate_batch(body)
+    if typed is None or any(event.ts > not_after for event in typed):
+        typed = None
+        raws: list[Any] = _raw_events(body)
+    else:
+        raws = typed
     if len(raws) > MAX_EVENTS:
         raise _too_large()
-    not_after = now + FUTURE_LIMIT
     enrolled = store_id is not None
     screened = Screened()
     for index, raw in enumerate(raws):
-        claimed = raw.get("device_id") if isinstance(raw, dict) else None
+        if typed is None:
+            claimed = raw.get("device_id") if isinstance(raw, dict) else None
+        else:
+            claimed = raw.device_id
         if isinstance(claimed, str) and claimed != device_id:
             raise BatchRefused(
                 403,
                 "forbidden",
                 f"event {index} is for device {claimed!r}; this token is device {device_id!r}'s",
             )
-        checked = validate_event(index, raw, not_after=not_after)
+        checked = raw if typed is not None else validate_event(index, raw, not_after=not_after)
         if isinstance(checked, EventRejection):
             screened.rejected.append(checked)
         elif store_id is None and not screened.events:
@@ -134,7 +150,18 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
             screened.events.append(checked)
     if not screened.rejected:
         screened.packed = pack(body)
+    _prepare(screened)
     return screened
+
+
+def _prepare(screened: Screened) -> None:
+    """Work out what storing ``screened`` needs from no database (its unique events, their
+    hours, their rollup sums), so that the write lock's holder only runs statements."""
+    screened.unique = {}
+    for event in screened.events:
+        screened.unique.setdefault(str(event.event_id), event)
+    screened.hours = [hour_floor(event.ts) for event in screened.unique.values()]
+    screened.rollups = plan_rollups(screened.unique.values())
 
 
 def pack(body: bytes) -> bytes:
@@ -197,8 +224,11 @@ def store_batch(
         # in two concurrent transactions still meet (SQLite writers serialise anyway).
         key = f"ingest:{screened.events[0].store_id}"
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
+    if screened.events and not screened.unique:
+        _prepare(screened)  # not from screen_batch: built by the caller
     fresh = _store_raw(session, device_id, screened, now)
-    Rollup(session, device_id).apply(fresh)
+    whole = len(fresh) == len(screened.unique)
+    Rollup(session, device_id).apply(screened.rollups if whole else plan_rollups(fresh))
     return TelemetryAck(
         accepted=len(fresh),
         duplicates=len(screened.events) - len(fresh),
@@ -215,9 +245,7 @@ def _store_raw(
     insert returns which were new; in the rare batch holding events stored before, the
     body is rewritten to the new ones (or the batch row dropped when none was new).
     """
-    events: dict[str, TelemetryEvent] = {}
-    for event in screened.events:
-        events.setdefault(str(event.event_id), event)
+    events = screened.unique
     if not events:
         return []
     sql, raw = statements(session), _raw_statements(session)
@@ -225,7 +253,9 @@ def _store_raw(
     body = screened.packed if whole and screened.packed else _body_of(events.values())
     batch = {"device_id": device_id, "received_at": sql.ts(now), "events": len(events)}
     batch_id = raw.batch.fetchall(session, {**batch, "body": body})[0][0]
-    inserted = _insert_ids(session, batch_id, events)
+    inserted = _insert_ids(session, batch_id, screened)
+    if len(inserted) == len(events):
+        return list(events.values())
     fresh = [event for key, event in events.items() if key in inserted]
     if len(fresh) < len(events):
         row = TelemetryBatchRow
@@ -241,16 +271,18 @@ def _body_of(events: Iterable[TelemetryEvent]) -> bytes:
     return pack(orjson.dumps({"events": [event.model_dump(mode="json") for event in events]}))
 
 
-def _insert_ids(session: Session, batch_id: int, events: dict[str, TelemetryEvent]) -> set[str]:
-    """Insert the ids keyed by their hour; the ones that were new (one statement).
+def _insert_ids(session: Session, batch_id: int, screened: Screened) -> set[str]:
+    """Insert the ids keyed by their hour; the ones that were new.
 
     Keying ids by (hour, event id) keeps a batch's inserts on a few index pages: random
     UUIDs alone would touch a page per event once the table is large.
     """
+    events = screened.unique
     ts = statements(session).ts
+    hours = {hour: ts(hour) for hour in set(screened.hours)}
     params: list[Any] = []
-    for key, event in events.items():
-        params += (ts(hour_floor(event.ts)), key, batch_id, event.type)
+    for (key, event), hour in zip(events.items(), screened.hours, strict=True):
+        params += (hours[hour], key, batch_id, event.type)
     cursor = dbapi_cursor(session)
     try:
         if session.get_bind().dialect.name == "postgresql":
@@ -259,8 +291,17 @@ def _insert_ids(session: Session, batch_id: int, events: dict[str, TelemetryEven
             # every element in Python.
             columns = [params[i::4] for i in range(4)]
             cursor.execute(_PG_IDS_INSERT, columns)
-        else:
-            cursor.execute(_sqlite_ids_insert(len(events)), params)
+            return {str(found[0]) for found in cursor.fetchall()}
+        # No RETURNING: SQLite would hand back each row in its own step, each giving up
+        # and retaking the GIL while the write lock is held. The count tells whether all
+        # were new (the common case); otherwise the new rows are the ones naming this batch.
+        cursor.execute(_sqlite_ids_insert(len(events)), params)
+        if cursor.rowcount == len(events):
+            return set(events)
+        if cursor.rowcount == 0:
+            return set()
+        keys = [value for i in range(0, len(params), 4) for value in params[i : i + 2]]
+        cursor.execute(_sqlite_new_ids(len(events)), [*keys, batch_id])
         return {str(found[0]) for found in cursor.fetchall()}
     finally:
         cursor.close()
@@ -278,7 +319,19 @@ def _sqlite_ids_insert(rows: int) -> str:
     values = ",".join(["(?,?,?,?)"] * rows)
     return (
         "INSERT INTO telemetry_events (hour, event_id, batch_id, type) "
-        f"VALUES {values} ON CONFLICT DO NOTHING RETURNING event_id"
+        f"VALUES {values} ON CONFLICT DO NOTHING"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_new_ids(rows: int) -> str:
+    # CROSS JOIN keeps the VALUES list outer: one primary-key lookup per id, no table scan.
+    # A batch row is deleted only when none of its ids were new, so ids naming this batch
+    # id were inserted by this batch.
+    values = ",".join(["(?,?)"] * rows)
+    return (
+        f"SELECT e.event_id FROM (VALUES {values}) AS v CROSS JOIN telemetry_events AS e "
+        "ON e.hour = v.column1 AND e.event_id = v.column2 WHERE e.batch_id = ?"
     )
 
 

@@ -1,6 +1,7 @@
 """Rollups kept current at ingest: one batch's new events added to the hourly tables.
 
-Sums are grouped in memory first, then written with one upsert per table
+Sums are grouped in memory first (``plan_rollups``, which needs no database and so runs
+before the write lock), then written with one upsert per table
 (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``) on SQLite and PostgreSQL.
 Statements are compiled once per dialect and run on the DBAPI cursor of the ingest
 transaction (``storecast.common.rawsql``): this is the cloud's hottest write path.
@@ -18,9 +19,10 @@ from __future__ import annotations
 import functools
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -51,13 +53,14 @@ from storecast.common.telemetry import (
     hour_floor,
 )
 
-__all__ = ["Rollup", "dialect_insert", "statements"]
+__all__ = ["Rollup", "RollupPlan", "dialect_insert", "plan_rollups", "statements"]
 
 _INFERENCE_SUMS = ("count", "errors", *BUCKET_COLUMNS)
 _ACCURACY_SUMS = ("points", "sum_actual", "sum_q50", "sum_abs_err", "covered")
 _HOURLY_KEY = ("hour", "store_id", "model_name", "model_version", "agent_version")
 _ERROR_KEY = ("hour", "store_id", "component", "kind", "model_name", "model_version")
 _STATE_COLUMNS = tuple(c.name for c in DeviceStateRow.__table__.columns)
+_V = TypeVar("_V")
 
 
 def dialect_insert(dialect: Dialect, target: Any) -> Any:
@@ -188,6 +191,79 @@ def _model_key(event: TelemetryEvent) -> tuple[str, int]:
     return (event.model.name, event.model.version) if event.model else (NO_MODEL, 0)
 
 
+@dataclass
+class RollupPlan:
+    """What a batch's events add to the rollups, as far as it can be known without the
+    database (``plan_rollups``); ``Rollup.apply`` does the rest in the write transaction.
+
+    An agent version of ``None`` stands for the device's stored one: events before the
+    batch's first heartbeat ran on the agent of the newest heartbeat stored before it.
+    """
+
+    events: int = 0
+    inference: dict[tuple[Any, ...], list[int]] = field(default_factory=dict)
+    errors: dict[tuple[Any, ...], int] = field(default_factory=dict)
+    newest: HeartbeatEvent | None = None  # the batch's newest heartbeat
+    actuals: list[ActualEvent] = field(default_factory=list)
+    forecasts: list[tuple[ForecastEvent, str | None]] = field(default_factory=list)
+    models: list[tuple[ModelEvent, str | None]] = field(default_factory=list)
+    stored_agent: bool = False  # whether any sum is credited to the stored agent
+
+
+def plan_rollups(events: Iterable[TelemetryEvent]) -> RollupPlan:
+    """Group ``events`` (new ones, in batch order) into rollup sums; pure, so it can run
+    before the write lock is taken."""
+    plan = RollupPlan()
+    inference: dict[tuple[Any, ...], list[int]] = {}
+    agent: str | None = None  # later events ran on the agent of the heartbeat before them
+    for event in events:
+        plan.events += 1
+        if isinstance(event, InferenceEvent):
+            name, version = _model_key(event)
+            p = event.payload
+            key = (hour_floor(p.window_start), event.store_id, name, version, agent)
+            found = inference.get(key)
+            if found is None:
+                inference[key] = [p.count, p.errors, *p.latency_hist]
+            else:
+                found[0] += p.count
+                found[1] += p.errors
+                found[2:] = map(operator.add, found[2:], p.latency_hist)
+        elif isinstance(event, HeartbeatEvent):
+            agent = event.payload.agent_version
+            if plan.newest is None or event.ts >= plan.newest.ts:
+                plan.newest = event
+            continue
+        elif isinstance(event, ErrorEvent):
+            name, version = _model_key(event)
+            e = event.payload
+            where = (hour_floor(event.ts), event.store_id, e.component, e.kind, name, version)
+            plan.errors[(*where, agent)] = plan.errors.get((*where, agent), 0) + e.count
+        elif isinstance(event, ActualEvent):
+            plan.actuals.append(event)
+            continue
+        elif isinstance(event, ForecastEvent):
+            plan.forecasts.append((event, agent))
+        elif isinstance(event, ModelEvent):
+            plan.models.append((event, agent))
+        plan.stored_agent = plan.stored_agent or agent is None
+    plan.inference = inference
+    return plan
+
+
+def _credit(
+    groups: dict[tuple[Any, ...], _V], agent: str, add: Callable[[_V, _V], _V]
+) -> dict[tuple[Any, ...], _V]:
+    """``groups`` with the stored agent (``None``, last in each key) named ``agent``."""
+    credited: dict[tuple[Any, ...], _V] = {}
+    for key, value in groups.items():
+        if key[-1] is None:
+            key = (*key[:-1], agent)
+        found = credited.get(key)
+        credited[key] = value if found is None else add(found, value)
+    return credited
+
+
 class Rollup:
     """Adds one batch's new events (one device's, in one store) to the rollup tables."""
 
@@ -195,62 +271,30 @@ class Rollup:
         self.session = session
         self.sql = statements(session)
         self.device_id = device_id
-        self.inference: dict[tuple[Any, ...], list[int]] = defaultdict(
-            lambda: [0] * (2 + len(BUCKET_COLUMNS))
-        )
-        self.errors: dict[tuple[Any, ...], int] = defaultdict(int)
         self.accuracy: dict[tuple[Any, ...], list[float]] = defaultdict(lambda: [0.0] * 5)
 
-    def apply(self, events: Sequence[TelemetryEvent]) -> None:
-        """Add ``events`` (new ones only: already deduplicated by event id)."""
-        if not events:
+    def apply(self, plan: RollupPlan) -> None:
+        """Write ``plan`` (made from new events only: already deduplicated by event id)."""
+        if not plan.events:
             return
-        agent = self._stored_agent()
-        newest: HeartbeatEvent | None = None
-        actuals: list[ActualEvent] = []
-        forecasts: list[tuple[ForecastEvent, str]] = []
-        model_rows: list[dict[str, Any]] = []
-        for event in events:
-            if isinstance(event, HeartbeatEvent):
-                agent = event.payload.agent_version  # later events ran on this agent
-                if newest is None or event.ts >= newest.ts:
-                    newest = event
-            elif isinstance(event, InferenceEvent):
-                self._add_inference(event, agent)
-            elif isinstance(event, ErrorEvent):
-                self._add_error(event, agent)
-            elif isinstance(event, ActualEvent):
-                actuals.append(event)
-            elif isinstance(event, ForecastEvent):
-                forecasts.append((event, agent))
-            elif isinstance(event, ModelEvent):
-                model_rows.append(self._model_row(event, agent))
-        if newest is not None:
-            self.sql.state.executemany(self.session, [self._state_row(newest)])
-        self.sql.model_event.executemany(self.session, model_rows)
+        agent = self._stored_agent() if plan.stored_agent else NO_AGENT
+        if plan.newest is not None:
+            self.sql.state.executemany(self.session, [self._state_row(plan.newest)])
+        models = [
+            self._model_row(e, agent if ran_on is None else ran_on) for e, ran_on in plan.models
+        ]
+        self.sql.model_event.executemany(self.session, models)
         # Actuals first: they pair with points stored by earlier batches. Points stored
         # below are inserted already paired, so no pairing is ever counted twice.
-        self._store_actuals(actuals)
+        self._store_actuals(plan.actuals)
+        forecasts = [(e, agent if ran_on is None else ran_on) for e, ran_on in plan.forecasts]
         self._store_forecasts(forecasts)
-        self._flush()
+        inference = _credit(plan.inference, agent, lambda a, b: list(map(operator.add, a, b)))
+        self._flush(inference, _credit(plan.errors, agent, operator.add))
 
     def _stored_agent(self) -> str:
         found = self.sql.agent.fetchall(self.session, {"device_id": self.device_id})
         return str(found[0][0]) if found else NO_AGENT
-
-    def _add_inference(self, event: InferenceEvent, agent: str) -> None:
-        name, version = _model_key(event)
-        key = (hour_floor(event.payload.window_start), event.store_id, name, version, agent)
-        sums = self.inference[key]
-        sums[0] += event.payload.count
-        sums[1] += event.payload.errors
-        sums[2:] = map(operator.add, sums[2:], event.payload.latency_hist)
-
-    def _add_error(self, event: ErrorEvent, agent: str) -> None:
-        name, version = _model_key(event)
-        p = event.payload
-        key = (hour_floor(event.ts), event.store_id, p.component, p.kind, name, version, agent)
-        self.errors[key] += p.count
 
     def _pair(
         self, key: tuple[Any, ...], q10: float, q50: float, q90: float, actual: float
@@ -382,11 +426,13 @@ class Rollup:
         else:
             self.sql.point.executemany(self.session, rows)
 
-    def _flush(self) -> None:
+    def _flush(
+        self, inference: dict[tuple[Any, ...], list[int]], counts: dict[tuple[Any, ...], int]
+    ) -> None:
         ts = self.sql.ts
-        errors: dict[tuple[Any, ...], list[Any]] = {k: [v] for k, v in self.errors.items()}
+        errors: dict[tuple[Any, ...], list[Any]] = {k: [v] for k, v in counts.items()}
         work: list[tuple[RawStatement, tuple[str, ...], tuple[str, ...], dict[Any, list[Any]]]] = [
-            (self.sql.inference, _HOURLY_KEY, _INFERENCE_SUMS, dict(self.inference)),
+            (self.sql.inference, _HOURLY_KEY, _INFERENCE_SUMS, inference),
             (self.sql.errors, (*_ERROR_KEY, "agent_version"), ("count",), errors),
             (self.sql.accuracy, _HOURLY_KEY, _ACCURACY_SUMS, dict(self.accuracy)),
         ]

@@ -4,8 +4,11 @@ SQLAlchemy's execution path (connection wrapper, parameter processing, result ob
 costs several times what SQLite spends answering a primary-key lookup. ``RawQuery``
 compiles a Core statement once per engine and runs it on a pooled DBAPI connection;
 ``RawStatement`` runs one (``executemany`` too) on the cursor of a session's current
-transaction. Callers convert the few non-string values themselves (``utc`` to read a
-timestamp, ``timestamp_binder`` to write one as ``UTCDateTime`` would).
+transaction; on SQLite, ``executemany`` of an INSERT sends its rows in a few multi-row
+statements, not one step per row (each step gives up the GIL and must win it back, while
+the caller may hold the database's only write lock). Callers convert the few non-string
+values themselves (``utc`` to read a timestamp, ``timestamp_binder`` to write one as
+``UTCDateTime`` would).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class RawStatement:
         self.sql = str(compiled)
         self._defaults = {k: v for k, v in compiled.params.items() if v is not None}
         self._order = tuple(compiled.positiontup or ()) if dialect.positional else None
+        self._rows = _RowsInsert.of(self.sql) if dialect.name == "sqlite" else None
 
     def bind(self, row: dict[str, Any]) -> Any:
         """``row``'s values as the driver takes them (a list, for positional drivers)."""
@@ -72,13 +76,22 @@ class RawStatement:
         return [row[name] for name in self._order] if self._order is not None else row
 
     def executemany(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
-        """Run the statement once per row (nothing when ``rows`` is empty)."""
-        if rows:
-            cursor = dbapi_cursor(session)
-            try:
+        """Run the statement once per row (nothing when ``rows`` is empty); on SQLite an
+        INSERT takes its rows a few dozen at a time."""
+        if not rows:
+            return
+        cursor = dbapi_cursor(session)
+        try:
+            if self._rows is None:
                 cursor.executemany(self.sql, [self.bind(row) for row in rows])
-            finally:
-                cursor.close()
+                return
+            done = 0
+            for size in self._rows.sizes(len(rows)):
+                chunk = rows[done : done + size]
+                done += size
+                cursor.execute(self._rows.sql(size), [v for row in chunk for v in self.bind(row)])
+        finally:
+            cursor.close()
 
     def fetchall(self, session: Session, row: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Run the statement once and return what it returns."""
@@ -88,6 +101,49 @@ class RawStatement:
             return [tuple(found) for found in cursor.fetchall()]
         finally:
             cursor.close()
+
+
+class _RowsInsert:
+    """A compiled single-row ``INSERT ... VALUES (?, ...) ...`` for several rows at a time.
+
+    Row counts are powers of two up to ``MAX_PARAMS`` parameters, so a statement has a
+    few shapes only (the driver keeps each one prepared).
+    """
+
+    MAX_PARAMS = 999  # SQLite's smallest limit of parameters per statement
+
+    def __init__(self, head: str, row: str, tail: str, width: int) -> None:
+        self._head, self._row, self._tail = head, row, tail
+        self._most = 1 << max(0, (self.MAX_PARAMS // width).bit_length() - 1)  # rows
+        self._sql: dict[int, str] = {}
+
+    @classmethod
+    def of(cls, sql: str) -> _RowsInsert | None:
+        """``sql`` made multi-row, or None when it is not one INSERT of one row of ``?``."""
+        head, found, rest = sql.partition(" VALUES (")
+        if not found or not head.startswith("INSERT INTO ") or " VALUES (" in rest:
+            return None
+        values, _, tail = rest.partition(")")
+        width = values.count("?")
+        if not width or values != ", ".join(["?"] * width):
+            return None
+        return cls(f"{head} VALUES ", f"({values})", tail, width)
+
+    def sizes(self, rows: int) -> list[int]:
+        """How many rows each statement takes, for ``rows`` rows in all."""
+        found = []
+        while rows:
+            size = min(self._most, 1 << (rows.bit_length() - 1))
+            found.append(size)
+            rows -= size
+        return found
+
+    def sql(self, rows: int) -> str:
+        """The statement for ``rows`` rows."""
+        text = self._sql.get(rows)
+        if text is None:
+            text = self._sql[rows] = self._head + ", ".join([self._row] * rows) + self._tail
+        return text
 
 
 def dbapi_cursor(session: Session) -> Any:

@@ -51,6 +51,7 @@ __all__ = [
     "ModelRef",
     "TelemetryEvent",
     "hour_floor",
+    "validate_batch",
     "validate_event",
 ]
 
@@ -228,6 +229,25 @@ TelemetryEvent = Annotated[
     Field(discriminator="type"),
 ]
 _ADAPTER: TypeAdapter[TelemetryEvent] = TypeAdapter(TelemetryEvent)
+
+
+class _Batch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[TelemetryEvent]
+
+
+def validate_batch(body: bytes) -> list[TelemetryEvent] | None:
+    """The events of a batch body (JSON ``{"events": [...]}``) when every one is valid,
+    else None (``validate_event`` then tells, event by event, what is wrong).
+
+    Parsing and validating the whole body in one call into pydantic-core costs well under
+    parsing it first and validating each event apart: this is the common case.
+    """
+    try:
+        return _Batch.model_validate_json(body).events
+    except (OverflowError, ValueError):  # ValidationError included
+        return None
 
 
 class EventRejection(BaseModel):
