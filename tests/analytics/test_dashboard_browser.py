@@ -1,8 +1,9 @@
 """The dashboard in real headless Chromium (Playwright, the system ``/usr/bin/chromium``).
 
-A live cloud server on SQLite is filled with simulated telemetry; a viewer signs in
-through the form, and the page must load without console errors, show the fleet API's
-numbers in its tiles, draw plotly charts, and redraw the store chart for another store.
+A live cloud server on SQLite is filled with simulated telemetry and two canary rollouts
+(one in force, one rolled back); a viewer signs in through the form, and the page must load
+without console errors, show the fleet API's numbers in its tiles, list the rollouts and
+the rollback incident, draw plotly charts, and redraw the store chart for another store.
 Nothing may be fetched from anywhere but the server (the page works with no internet).
 The screenshot lands in ``$STORECAST_ARTIFACTS`` (default ``<repo>/test-artifacts``).
 
@@ -15,7 +16,7 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,9 +24,11 @@ import pytest
 
 from storecast.analytics.dashboard import TILES
 from storecast.common.clock import FixedClock
+from storecast.common.db import make_engine, make_sessionmaker, transaction
 from storecast.registry.setup import init_registry
 from storecast.sim.sender import post
 from storecast.sim.telemetry import TelemetrySimConfig
+from tests.analytics.rollout_rows import add_canary, add_decision
 from tests.registry.conftest import LiveRegistry, registry_config, serve_registry
 
 if TYPE_CHECKING:
@@ -109,7 +112,29 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         totals = post(live.url, live.admin, sim, tokens=tokens, backoff_s=0.05)
         assert totals.accepted > 0
         assert totals.rejected == 0, totals.rejection_samples
+        add_rollouts(config.database_url)
         yield Fleet(live, live.token("viewer", "dashboard viewer"), next(iter(tokens.values())))
+
+
+def add_rollouts(url: str) -> None:
+    """A canary in force at its second step, and one the controller rolled back."""
+    arms = [{"arm": "A", "version": 1, "alias": None}, {"arm": "B", "version": 2, "alias": None}]
+    engine = make_engine(url)
+    with transaction(make_sessionmaker(engine), write=True) as session:
+        active = add_canary(session, arms=arms, step_index=1, created_at=END - timedelta(hours=9))
+        add_decision(
+            session, active, action="promote", decided_at=END - timedelta(hours=3),
+            percent_after=25.0, reason="every gate passed: B grows to 25 %",
+        )  # fmt: skip
+        undone = add_canary(
+            session, arms=arms, status="rolled_back", created_at=END - timedelta(hours=5)
+        )
+        gate = {"name": "error_rate", "passed": False, "value": 0.2, "limit": 0.02}
+        add_decision(
+            session, undone, action="rollback", decided_at=END - timedelta(hours=1),
+            reason="error_rate failed", gates=[gate | {"detail": "20 of 100 failed"}],
+        )  # fmt: skip
+    engine.dispose()
 
 
 @dataclass
@@ -221,6 +246,13 @@ def test_dashboard_shows_the_api_numbers_and_draws_the_charts(
     assert page.locator("#model-events tbody tr[data-event-id]").count() == len(events) > 0
     incidents = fleet.api("/incidents")["incidents"]  # the planted bad model version
     assert page.locator("#incidents .incident").count() == len(incidents) > 0
+    rollback = page.locator("#incidents .incident[data-kind=rollout]")
+    assert rollback.count() == sum(i["kind"] == "rollout" for i in incidents) == 1
+    assert "20 of 100 failed" in rollback.inner_text()
+    rollouts = fleet.api("/rollouts")["rollouts"]
+    rows = page.locator("#rollouts tbody tr[data-deployment-id]")
+    assert rows.count() == len(rollouts) == 2
+    assert "25%" in page.locator("#rollouts tr[data-status=active]").inner_text()
 
     page.wait_for_selector("#chart-store.js-plotly-plot .scatterlayer .trace path.js-line")
     page.wait_for_selector("#chart-models.js-plotly-plot .barlayer .trace")

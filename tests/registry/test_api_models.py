@@ -401,6 +401,7 @@ def test_the_newest_matching_deployment_wins(live, admin, make_bundle):
         "sha256": hashlib.sha256(make_bundle(1)).hexdigest(),
         "length": len(make_bundle(1)),
         "deployment_id": newest,
+        "arm": "A",
     }
     listed = admin.get("/v1/deployments").json()["deployments"]
     assert [d["id"] for d in listed] == sorted((d["id"] for d in listed), reverse=True)

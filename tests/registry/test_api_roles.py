@@ -37,6 +37,11 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/deployments"): STAFF_READERS,
     ("POST", "/v1/deployments"): frozenset({"admin", "publisher"}),
     ("GET", "/v1/deployments/{deployment_id}"): STAFF_READERS,
+    ("GET", "/v1/deployments/{deployment_id}/readout"): STAFF_READERS,
+    ("POST", "/v1/deployments/{deployment_id}/promote"): frozenset({"admin", "publisher"}),
+    ("POST", "/v1/deployments/{deployment_id}/pause"): frozenset({"admin", "publisher"}),
+    ("POST", "/v1/deployments/{deployment_id}/resume"): frozenset({"admin", "publisher"}),
+    ("POST", "/v1/deployments/{deployment_id}/abort"): frozenset({"admin", "publisher"}),
     ("GET", "/v1/devices"): frozenset({"admin", "viewer"}),
     ("POST", "/v1/devices"): frozenset({"admin"}),
     ("GET", "/v1/devices/{device_id}"): frozenset({"admin", "viewer", "device"}),
@@ -67,6 +72,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/v1/analytics/usage/api"): VIEWERS,
     ("GET", "/v1/analytics/rootcause"): VIEWERS,
     ("GET", "/v1/analytics/incidents"): VIEWERS,
+    ("GET", "/v1/analytics/rollouts"): VIEWERS,
 }
 
 ROLES = ("admin", "publisher", "viewer", "device")

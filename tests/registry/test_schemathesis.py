@@ -50,6 +50,11 @@ OPERATIONS = [
     ("GET", "/v1/deployments"),
     ("POST", "/v1/deployments"),
     ("GET", "/v1/deployments/{deployment_id}"),
+    ("GET", "/v1/deployments/{deployment_id}/readout"),
+    ("POST", "/v1/deployments/{deployment_id}/promote"),
+    ("POST", "/v1/deployments/{deployment_id}/pause"),
+    ("POST", "/v1/deployments/{deployment_id}/resume"),
+    ("POST", "/v1/deployments/{deployment_id}/abort"),
     ("GET", "/v1/devices"),
     ("POST", "/v1/devices"),
     ("GET", "/v1/devices/{device_id}"),
@@ -78,6 +83,7 @@ OPERATIONS = [
     ("GET", "/v1/analytics/usage/api"),
     ("GET", "/v1/analytics/rootcause"),
     ("GET", "/v1/analytics/incidents"),
+    ("GET", "/v1/analytics/rollouts"),
 ]
 DEVICE_CALLS = {("POST", "/v1/telemetry")}  # sent with the enrolled device's token
 

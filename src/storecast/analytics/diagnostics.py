@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, extract, func, literal, select
 from sqlalchemy.orm import Session
 
-from storecast.analytics import rootcause, stats
+from storecast.analytics import queries_rollouts, rootcause, stats
 from storecast.analytics.queries import (
     DEVICES,
     agent_label,
@@ -38,7 +38,15 @@ from storecast.analytics.queries_usage import (
     model_event_summary,
     model_events,
 )
-from storecast.analytics.schemas import Finding, Incident, IncidentList, Metric, RootCause, Window
+from storecast.analytics.schemas import (
+    Finding,
+    Incident,
+    IncidentList,
+    Metric,
+    RolloutIncident,
+    RootCause,
+    Window,
+)
 from storecast.analytics.tables import (
     BUCKET_COLUMNS,
     AccuracyHourlyRow,
@@ -237,11 +245,12 @@ def root_cause(session: Session, metric: Metric, window: Window, baseline: Windo
 
 def incidents(session: Session, at: datetime, window_hours: int) -> IncidentList:
     """Each metric over the ``window_hours`` before ``at`` that ``rootcause.detect`` flags
-    against the week before, with its findings."""
+    against the week before, with its findings; then the canaries rolled back or aborted
+    in that window."""
     window = Window(start=at - timedelta(hours=window_hours), end=at)
     baseline = baseline_before(window)
     totals = (_totals(session, window), _totals(session, baseline))
-    found = []
+    found: list[Incident | RolloutIncident] = []
     for metric in METRICS:
         now, before = totals[0].value(metric), totals[1].value(metric)
         limit = rootcause.threshold(metric, before)
@@ -258,4 +267,5 @@ def incidents(session: Session, at: datetime, window_hours: int) -> IncidentList
                 findings=_findings(explanation),
             )
         )
+    found.extend(queries_rollouts.rollout_incidents(session, window))
     return IncidentList(at=at, incidents=found)

@@ -17,6 +17,7 @@ from storecast.analytics.queries import (
     latency_of,
     total,
 )
+from storecast.analytics.queries_rollouts import version_arms
 from storecast.analytics.schemas import ModelPerformance, VersionPerformance, Window
 from storecast.analytics.tables import (
     BUCKET_COLUMNS,
@@ -45,7 +46,8 @@ def model_performance(
     """Every model version that forecast in the window (the no-model fallback aside).
 
     The WAPE interval treats stores as clusters (``stats.wape_interval``); ``devices``
-    counts the devices whose newest heartbeat reports the version.
+    counts the devices whose newest heartbeat reports the version; ``arm`` names the
+    version's arm in the newest canary deployment in force of its model.
     """
     a, i, s = AccuracyHourlyRow, InferenceHourlyRow, DeviceStateRow
     acc = (
@@ -90,6 +92,7 @@ def model_performance(
         v.hist = [h + int(n) for h, n in zip(v.hist, hist, strict=True)]
         v.stores.add(store_id)
     devices = {(name, version): int(n) for name, version, n in session.execute(running)}
+    arms = version_arms(session, model_name)
 
     return ModelPerformance(
         window=window,
@@ -97,6 +100,8 @@ def model_performance(
             VersionPerformance(
                 model_name=name,
                 model_version=version,
+                arm=arms[name, version][1] if (name, version) in arms else None,
+                deployment_id=arms[name, version][0] if (name, version) in arms else None,
                 accuracy=accuracy_of(v.accuracy),
                 wape_ci95=stats.wape_interval(v.clusters),
                 latency=latency_of(v.hist),

@@ -102,7 +102,10 @@ class StoreSummary(BaseModel):
 class VersionPerformance(BaseModel):
     model_name: str
     model_version: int
-    arm: str | None = None  # A/B arm, once deployments have arms
+    # The version's A/B arm in the newest in-force canary deployment of its model (null
+    # when it is in none); its figures still cover every store that ran the version.
+    arm: str | None = None
+    deployment_id: int | None = None  # that deployment
     accuracy: Accuracy
     wape_ci95: tuple[float, float] | None  # linearised over stores (None below 2 stores)
     latency: Latency
@@ -278,6 +281,9 @@ class RootCause(BaseModel):
 
 
 class Incident(BaseModel):
+    """A metric that crossed its threshold against the baseline."""
+
+    kind: Literal["anomaly"] = "anomaly"
     metric: Metric
     window: Window
     window_value: float | None
@@ -286,9 +292,83 @@ class Incident(BaseModel):
     findings: list[Finding]
 
 
+class GateOut(BaseModel):
+    """One rollout gate at one decision: passed, failed, or null while it could not tell."""
+
+    name: str
+    passed: bool | None
+    value: float | None
+    limit: float | None
+    detail: str
+
+
+class RolloutIncident(BaseModel):
+    """A canary rolled back by the controller, or aborted."""
+
+    kind: Literal["rollout"] = "rollout"
+    deployment_id: int
+    model: str
+    action: str  # rollback | abort
+    control_version: int | None  # arm A's version (the stores went back to it)
+    candidate_version: int | None  # arm B's version
+    step_index: int
+    percent_before: float | None  # B's share of the stores before the decision
+    reason: str
+    failed_gates: list[GateOut]
+    decided_at: datetime
+    decided_by: str
+
+
+AnyIncident = Annotated[Incident | RolloutIncident, Field(discriminator="kind")]
+
+
 class IncidentList(BaseModel):
     at: datetime
-    incidents: list[Incident]
+    incidents: list[AnyIncident]  # anomalies by metric, then rollouts newest first
+
+
+# -- rollouts --------------------------------------------------------------------------------
+
+
+class RolloutArm(BaseModel):
+    arm: str  # A = control, B = candidate, ...
+    version: int | None  # the alias's version now, for an arm given by alias
+    alias: str | None
+
+
+class RolloutDecisionOut(BaseModel):
+    """What the rollout controller (or an operator) decided at one tick."""
+
+    action: str  # wait | promote | complete | rollback | pause | resume | abort ...
+    step_index: int
+    percent_before: float | None
+    percent_after: float | None
+    reason: str
+    gates: list[GateOut]
+    decided_at: datetime
+    decided_by: str
+
+
+class RolloutOut(BaseModel):
+    """A canary deployment: where it stands and what was decided last."""
+
+    deployment_id: int
+    model: str
+    status: str  # active | paused | completed | rolled_back | aborted
+    arms: list[RolloutArm]
+    steps: list[float]  # B's share (%) at each step of the plan
+    step_index: int | None
+    percent: float | None  # B's share of the deployment's stores now
+    step_started_at: datetime | None
+    promote_alias: str | None
+    created_at: datetime
+    latest_decision: RolloutDecisionOut | None
+
+
+class RolloutList(BaseModel):
+    at: datetime
+    window: Window  # canaries in force, and the others decided on in this window
+    rollouts: list[RolloutOut]  # newest first
 
 
 # -- query strings ---------------------------------------------------------------------------
@@ -361,6 +441,11 @@ class RootCauseQuery(RangeQuery):
     metric: Metric
     baseline_start: QueryTime | None = None  # defaults to 7 days before the baseline end
     baseline_end: QueryTime | None = None  # defaults to the window start
+
+
+class RolloutsQuery(_Query):
+    at: QueryTime | None = None  # defaults to now
+    window_hours: Annotated[int, Field(ge=1, le=92 * 24)] = 24
 
 
 class IncidentsQuery(_Query):

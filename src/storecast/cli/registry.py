@@ -75,7 +75,8 @@ def _serve(home: Path, host: str, port: int, workers: int, threads: int, service
     )
 
     def factory() -> Flask:
-        settings = RegistryConfig.from_env(home)
+        # Each worker runs the rollout controller (STORECAST_ROLLOUT_INTERVAL_S, 0: none).
+        settings = RegistryConfig.from_env(home, serving=True)
         if service == "analytics":
             from storecast.analytics.app import create_app as create_analytics
 

@@ -31,11 +31,12 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(audit_app, name="audit")
 
 
-def _client(registry: str | None, token: str | None) -> CloudClient:
+def client_for(registry: str | None, token: str | None) -> CloudClient:
+    """A client for ``--registry`` / ``--token`` (or their environment variables)."""
     return CloudClient.from_env(registry, token)
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     console.print_json(json.dumps(data))
 
 
@@ -46,7 +47,7 @@ def publish(
     token: Token = None,
 ) -> None:
     """Publish a bundle to the registry (same bytes again: no change)."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         result = client.publish(bundle)
     what = "published" if result["created"] else "already published"
     console.print(
@@ -57,7 +58,7 @@ def publish(
 @models_app.command("list")
 def list_models(registry: Registry = None, token: Token = None) -> None:
     """List models with their latest version and aliases."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         models = client.json("GET", "/v1/models")["models"]
     table = Table("model", "latest", "versions", "aliases")
     for model in models:
@@ -74,9 +75,9 @@ def show_model(
     token: Token = None,
 ) -> None:
     """Show a model's versions, or one version's full metadata."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         if version is not None:
-            _print_json(client.json("GET", f"/v1/models/{name}/versions/{version}"))
+            print_json(client.json("GET", f"/v1/models/{name}/versions/{version}"))
             return
         model = client.json("GET", f"/v1/models/{name}")
     table = Table("version", "sha256", "size", "published", "by", "aliases", "status", title=name)
@@ -102,7 +103,7 @@ def set_alias(
     token: Token = None,
 ) -> None:
     """Point an alias at a version."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         client.json("PUT", f"/v1/models/{name}/aliases/{alias}", json={"version": version})
     console.print(f"{name}@{alias} -> v{version}", highlight=False)
 
@@ -116,11 +117,14 @@ def withdraw(
     token: Token = None,
 ) -> None:
     """Withdraw a version: no device will be sent to it again."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         client.json(
             "POST", f"/v1/models/{name}/versions/{version}/withdraw", json={"reason": reason}
         )
     console.print(f"withdrew {name} v{version}", highlight=False)
+
+
+CanaryOption = Annotated[bool, typer.Option("--canary", help="Roll out as a canary: A -> B.")]
 
 
 @app.command("deploy")
@@ -135,12 +139,49 @@ def deploy(
     tags: Annotated[
         list[str] | None, typer.Option("--tags", help="Only devices with a tag.")
     ] = None,
+    canary: CanaryOption = False,
+    control_version: Annotated[
+        int | None, typer.Option(min=1, help="Canary: the control's (A) version.")
+    ] = None,
+    control_alias: Annotated[str | None, typer.Option(help="Canary: the control's alias.")] = None,
+    candidate_version: Annotated[
+        int | None, typer.Option(min=1, help="Canary: the candidate's (B) version.")
+    ] = None,
+    candidate_alias: Annotated[
+        str | None, typer.Option(help="Canary: the candidate's alias.")
+    ] = None,
+    steps: Annotated[str, typer.Option(help="Canary: B's share at each step, in %.")] = (
+        "5,25,50,100"
+    ),
+    step_duration: Annotated[
+        float, typer.Option(min=0, help="Canary: minimum seconds per step.")
+    ] = 3600.0,
+    min_forecast_hours: Annotated[
+        int, typer.Option(min=0, help="Canary: B's forecast-hours with actuals per step.")
+    ] = 24,
+    min_inferences: Annotated[
+        int, typer.Option(min=0, help="Canary: B's forecast requests per step.")
+    ] = 100,
+    wape_margin: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Canary: WAPE B may exceed A's by.")
+    ] = None,
+    max_error_rate: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Canary: B's error-rate limit.")
+    ] = None,
+    max_p99_ms: Annotated[
+        float | None, typer.Option(min=0, help="Canary: B's p99 latency limit, ms.")
+    ] = None,
+    max_failed_activations: Annotated[
+        int | None, typer.Option(min=0, help="Canary: devices that may reject B.")
+    ] = None,
+    promote_alias: Annotated[
+        str | None, typer.Option(help="Canary: alias moved to B once it completes.")
+    ] = None,
     registry: Registry = None,
     token: Token = None,
 ) -> None:
-    """Point devices (all, or some stores, regions or tags) at a version or alias."""
-    if (version is None) == (alias is None):
-        raise fail("give exactly one of --version and --alias")
+    """Point devices (all, or some stores, regions or tags) at a version or alias, at once
+    or (--canary) step by step from a control to a candidate, gated on health and accuracy."""
     chosen = [(k, v) for k, v in (("stores", stores), ("regions", regions), ("tags", tags)) if v]
     if len(chosen) > 1:
         raise fail("give at most one of --stores, --regions and --tags")
@@ -148,13 +189,52 @@ def deploy(
     if chosen:
         kind, values = chosen[0]
         selector = {"kind": kind, "values": [x for value in values for x in value.split(",")]}
-    body = {"model": model, "version": version, "alias": alias, "selector": selector}
-    with _client(registry, token) as client:
+    body: dict[str, Any] = {"model": model, "selector": selector}
+    if canary:
+        from storecast.cli.rollouts import canary_strategy, target
+
+        if version is not None or alias is not None:
+            raise fail("a canary takes --control-* and --candidate-*, not --version / --alias")
+        gates = {
+            "wape_margin": wape_margin,
+            "max_error_rate": max_error_rate,
+            "max_p99_ms": max_p99_ms,
+            "max_failed_activations": max_failed_activations,
+        }
+        body |= {
+            "control": target("control", control_version, control_alias),
+            "candidate": target("candidate", candidate_version, candidate_alias),
+            "strategy": canary_strategy(
+                steps, step_duration, min_forecast_hours, min_inferences, gates
+            ),
+            **({"promote_alias": promote_alias} if promote_alias else {}),
+        }
+    else:
+        canary_only = (control_version, control_alias, candidate_version, candidate_alias)
+        if any(x is not None for x in (*canary_only, promote_alias)):
+            raise fail("--control-*, --candidate-* and --promote-alias need --canary")
+        if (version is None) == (alias is None):
+            raise fail("give exactly one of --version and --alias")
+        body |= {"version": version, "alias": alias}
+    with client_for(registry, token) as client:
         out = client.json("POST", "/v1/deployments", json=body)
-    target = f"v{out['version']}" if out["version"] else f"@{out['alias']}"
+    if out["strategy"] == "canary":
+        a, b = out["arms"]
+        percents = ",".join(f"{s['percent']:g}" for s in out["plan"]["steps"])
+        console.print(
+            f"deployment {out['id']}: canary {out['model']} "
+            f"{_release(a)} -> {_release(b)}, steps {percents} % -> {out['selector']}",
+            highlight=False,
+        )
+        return
     console.print(
-        f"deployment {out['id']}: {out['model']} {target} -> {out['selector']}", highlight=False
+        f"deployment {out['id']}: {out['model']} {_release(out)} -> {out['selector']}",
+        highlight=False,
     )
+
+
+def _release(target: dict[str, Any]) -> str:
+    return f"v{target['version']}" if target["version"] else f"@{target['alias']}"
 
 
 @devices_app.command("enrol")
@@ -168,7 +248,7 @@ def enrol(
 ) -> None:
     """Enrol a device (admin); prints its token once."""
     body = {"device_id": device_id, "store_id": store_id, "region": region, "tags": tags or []}
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         out = client.json("POST", "/v1/devices", json=body)
     console.print(
         f"enrolled {device_id} (store {store_id}, {region})\n"
@@ -180,7 +260,7 @@ def enrol(
 @devices_app.command("list")
 def list_devices(registry: Registry = None, token: Token = None) -> None:
     """List enrolled devices with when they were last seen and what they run."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         devices = client.json("GET", "/v1/devices")["devices"]
     table = Table("device", "store", "region", "tags", "last seen", "running")
     for d in devices:
@@ -204,7 +284,7 @@ def create_token(
     token: Token = None,
 ) -> None:
     """Create a token (admin); prints it once."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         out = client.json("POST", "/v1/tokens", json={"name": name, "role": role})
     console.print(
         f"{out['role']} token {out['id']} for {out['name']}: [bold]{out['token']}[/]  (shown once)",
@@ -219,7 +299,7 @@ def revoke_token(
     token: Token = None,
 ) -> None:
     """Revoke a token (admin)."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         client.json("DELETE", f"/v1/tokens/{token_id}")
     console.print(f"revoked {token_id}", highlight=False)
 
@@ -227,7 +307,7 @@ def revoke_token(
 @audit_app.command("verify")
 def verify_audit(registry: Registry = None, token: Token = None) -> None:
     """Check the audit log's hash chain; exit 1 and name the first broken record if any."""
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         report = client.json("GET", "/v1/audit/verify")
     if report["ok"]:
         console.print(
@@ -253,7 +333,7 @@ def export_audit(
         **({"action": action} if action else {}),
         **({"actor": actor} if actor else {}),
     }
-    with _client(registry, token) as client:
+    with client_for(registry, token) as client:
         data = client.request("GET", "/v1/audit", params=params).content
     from storecast.common.files import atomic_write_bytes
 

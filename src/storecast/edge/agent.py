@@ -114,15 +114,24 @@ class Agent:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the threads, queue the last stats and close the database."""
+    def stop(self, timeout_s: float = 10.0, *, final_upload: bool = True) -> None:
+        """Stop the threads, queue the last stats, try one last upload, close the database.
+
+        The last upload is best effort: whatever the cloud does not take stays in the
+        outbox for the next start.
+        """
         self._stop.set()
         self.updater.wake()
         self._upload_wake.set()
         for thread in self._threads:
             thread.join(timeout_s)
+        started = bool(self._threads)
         self._threads.clear()
         self._flush_stats()
+        if final_upload and started:
+            result = self.uploader.drain()
+            if not result.ok:
+                log.info("left %d event(s) in the outbox: %s", self.outbox.depth(), result.error)
         self.updater.close()
         self.uploader.close()
         self.db.close()
@@ -317,6 +326,7 @@ class Agent:
             "poll_failures": self.updater.poll_failures,
             "last_upload_ok": self.uploader.last_ok,
             "outbox_depth": self.outbox.depth(),
+            "events_created": self.outbox.created(),
             "dropped_events": self.outbox.dropped(),
             "rejected_events": self.outbox.moved_aside(),
             "latest_reading": latest.isoformat().replace("+00:00", "Z") if latest else None,

@@ -166,6 +166,12 @@ class Outbox:
         with self.db.reading() as conn:
             return _meta(conn, "depth")
 
+    def created(self) -> int:
+        """Events ever queued in this outbox (sequence numbers are never reused)."""
+        with self.db.reading() as conn:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+            return int(row[0]) if row else 0
+
     def dropped(self) -> int:
         """Events dropped for room since the outbox was created (survives restarts)."""
         with self.db.reading() as conn:

@@ -10,10 +10,12 @@ from storecast.registry import context, fleet
 from storecast.registry.api import audit, deployments, devices, models, tokens, tuf
 from storecast.registry.config import RegistryConfig
 from storecast.registry.fastpoll import FastPoll
+from storecast.registry.scheduler import RolloutScheduler
 from storecast.registry.storage import ArtifactStore
 from storecast.registry.tuf_repo import load_online_keys
 
 BLUEPRINTS = (models.bp, devices.bp, deployments.bp, tokens.bp, audit.bp, tuf.bp)
+SCHEDULER_EXTENSION = "storecast.rollouts"  # the app's RolloutScheduler, when it runs one
 
 
 def register(app: Flask, config: RegistryConfig, database: Database, service: str) -> None:
@@ -26,6 +28,10 @@ def register(app: Flask, config: RegistryConfig, database: Database, service: st
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.wsgi_app = FastPoll(app.wsgi_app, registry, cache, service)  # type: ignore[method-assign]
+    if config.rollout_interval_s > 0:
+        scheduler = RolloutScheduler(database, config.rollout_interval_s)
+        app.extensions[SCHEDULER_EXTENSION] = scheduler
+        scheduler.start()
 
 
 def base_app(name: str, database: Database, max_upload_bytes: int) -> Flask:

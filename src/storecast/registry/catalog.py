@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -121,21 +122,27 @@ def set_alias(registry: Registry, name: str, alias: str, version: int, who: Prin
     """Point ``alias`` of model ``name`` at a live ``version``."""
     with registry.db.transaction(write=True) as session:
         lock_state(session)  # a withdrawal cannot slip in between check and update
-        row = get_version(session, name, version)
-        if row.withdrawn_at is not None:
-            raise ApiError(409, "version_withdrawn", f"{name} v{version} was withdrawn")
-        current = session.get(AliasRow, (name, alias))
-        now = registry.config.clock.now()
-        if current is None:
-            current = AliasRow(
-                name=name, alias=alias, version=version, updated_at=now, updated_by=who.actor
-            )
-            session.add(current)
-        else:
-            current.version, current.updated_at = version, now
-            current.updated_by = who.actor
-        bump_generation(session)
-        return current
+        return point_alias(session, name, alias, version, who.actor, registry.config.clock.now())
+
+
+def point_alias(
+    session: Session, name: str, alias: str, version: int, actor: str, now: datetime
+) -> AliasRow:
+    """``set_alias`` inside the caller's write transaction (``lock_state`` taken first)."""
+    row = get_version(session, name, version)
+    if row.withdrawn_at is not None:
+        raise ApiError(409, "version_withdrawn", f"{name} v{version} was withdrawn")
+    current = session.get(AliasRow, (name, alias))
+    if current is None:
+        current = AliasRow(
+            name=name, alias=alias, version=version, updated_at=now, updated_by=actor
+        )
+        session.add(current)
+    else:
+        current.version, current.updated_at = version, now
+        current.updated_by = actor
+    bump_generation(session)
+    return current
 
 
 def delete_alias(registry: Registry, name: str, alias: str) -> None:

@@ -11,6 +11,8 @@ from storecast.common.clock import Clock, SystemClock
 from storecast.common.errors import ConfigError
 
 DEFAULT_MAX_UPLOAD = 256 * 1024 * 1024  # bytes
+DEFAULT_ROLLOUT_INTERVAL_S = 60.0  # seconds between rollout controller ticks when serving
+MIN_READOUT_MAX_AGE_S = 120.0  # seconds: the least age up to which a readout snapshot serves
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,12 @@ class RegistryConfig:
     snapshot_expiry: timedelta = timedelta(days=7)
     targets_expiry: timedelta = timedelta(days=365)
     last_seen_every: timedelta = timedelta(minutes=5)  # coarsest last-seen update per device
+    # Seconds between the rollout controller's ticks in this process; 0: no controller
+    # thread (the default for apps built in tests; `storecast cloud|registry serve` set 60).
+    rollout_interval_s: float = 0.0
+    # Seconds a readout snapshot is served for before a reader computes it again; 0: twice
+    # the rollout interval, at least MIN_READOUT_MAX_AGE_S (a missed tick is tolerated).
+    readout_max_age_s: float = 0.0
     clock: Clock = field(default_factory=SystemClock)
 
     def __post_init__(self) -> None:
@@ -44,6 +52,16 @@ class RegistryConfig:
             )
         if self.max_upload_bytes <= 0:
             raise ConfigError("max_upload_bytes must be positive")
+        if not 0 <= self.rollout_interval_s < float("inf"):
+            raise ConfigError("rollout_interval_s must be a finite number of seconds, >= 0")
+        if not 0 <= self.readout_max_age_s < float("inf"):
+            raise ConfigError("readout_max_age_s must be a finite number of seconds, >= 0")
+
+    @property
+    def readout_max_age(self) -> timedelta:
+        """How old a readout snapshot may be and still be served."""
+        seconds = self.readout_max_age_s or max(2 * self.rollout_interval_s, MIN_READOUT_MAX_AGE_S)
+        return timedelta(seconds=seconds)
 
     @property
     def db_url(self) -> str:
@@ -66,11 +84,24 @@ class RegistryConfig:
         return self.home / "1.root.json"
 
     @classmethod
-    def from_env(cls, home: Path, env: dict[str, str] | None = None) -> RegistryConfig:
-        """Defaults overridden by ``STORECAST_DATABASE_URL``, ``STORECAST_MAX_UPLOAD_BYTES``
-        and ``STORECAST_TIMESTAMP_EXPIRY_S``."""
+    def from_env(
+        cls, home: Path, env: dict[str, str] | None = None, *, serving: bool = False
+    ) -> RegistryConfig:
+        """Defaults overridden by ``STORECAST_DATABASE_URL``, ``STORECAST_MAX_UPLOAD_BYTES``,
+        ``STORECAST_TIMESTAMP_EXPIRY_S``, ``STORECAST_ROLLOUT_INTERVAL_S`` (0 disables
+        the controller; unset: 60 s for a ``serving`` process, else no controller) and
+        ``STORECAST_READOUT_MAX_AGE_S`` (0 or unset: twice the interval, at least 120 s)."""
         env = dict(os.environ) if env is None else env
         config = cls(home=home)
+        raw = env.get("STORECAST_ROLLOUT_INTERVAL_S")
+        if raw:
+            config = replace(
+                config, rollout_interval_s=_seconds("STORECAST_ROLLOUT_INTERVAL_S", raw)
+            )
+        elif serving:
+            config = replace(config, rollout_interval_s=DEFAULT_ROLLOUT_INTERVAL_S)
+        if raw := env.get("STORECAST_READOUT_MAX_AGE_S"):
+            config = replace(config, readout_max_age_s=_seconds("STORECAST_READOUT_MAX_AGE_S", raw))
         if url := env.get("STORECAST_DATABASE_URL"):
             config = replace(config, database_url=url)
         if raw := env.get("STORECAST_MAX_UPLOAD_BYTES"):
@@ -90,4 +121,14 @@ def _positive_int(name: str, raw: str) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
     if value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from exc
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {raw!r}")
     return value

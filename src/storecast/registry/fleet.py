@@ -1,4 +1,4 @@
-"""Devices and deployments: enrolment, the assignment poll, pointing selectors at models."""
+"""Devices: enrolment, tokens, and the assignment poll (resolved from cached deployments)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ from storecast.common.cloud import Database
 from storecast.common.rawsql import RawQuery, utc
 from storecast.common.web import ApiError
 from storecast.registry import schemas
-from storecast.registry.catalog import get_version, load_catalog
+from storecast.registry.catalog import load_catalog
 from storecast.registry.context import Registry
+from storecast.registry.deployments import IN_FORCE, spec_of
 from storecast.registry.resolver import (
     Assignment,
     Catalog,
     DeploymentSpec,
     DeviceFacts,
-    Selector,
-    SelectorKind,
     etag_of,
     resolve,
 )
@@ -130,58 +129,6 @@ def get_device(session: Session, device_id: str, *, for_update: bool = False) ->
     return row
 
 
-def selector_of(row: DeploymentRow) -> Selector:
-    data = json.loads(row.selector_json)
-    return Selector(SelectorKind(data["kind"]), frozenset(data.get("values", [])))
-
-
-def deployment_out(row: DeploymentRow) -> schemas.DeploymentOut:
-    return schemas.DeploymentOut(
-        id=row.id,
-        model=row.model,
-        version=row.version,
-        alias=row.alias,
-        selector=json.loads(row.selector_json),
-        status=row.status,
-        created_at=row.created_at,
-        created_by=row.created_by,
-    )
-
-
-def create_deployment(
-    registry: Registry, body: schemas.DeploymentBody, who: Principal
-) -> DeploymentRow:
-    """Point a selector at a model version or alias (the version must be live)."""
-    with registry.db.transaction(write=True) as session:
-        lock_state(session)  # a withdrawal cannot slip in between check and insert
-        if body.version is not None:
-            version = get_version(session, body.model, body.version)
-            if version.withdrawn_at is not None:
-                raise ApiError(
-                    409, "version_withdrawn", f"{body.model} v{body.version} was withdrawn"
-                )
-        elif (
-            body.alias is not None
-            and load_catalog(session).aliases.get((body.model, body.alias)) is None
-        ):
-            raise ApiError(404, "not_found", f"model {body.model!r} has no alias {body.alias!r}")
-        row = DeploymentRow(
-            model=body.model,
-            version=body.version,
-            alias=body.alias,
-            selector_json=json.dumps(
-                {"kind": body.selector.kind.value, "values": sorted(set(body.selector.values))}
-            ),
-            status="active",
-            created_at=registry.config.clock.now(),
-            created_by=who.actor,
-        )
-        session.add(row)
-        session.flush()
-        bump_generation(session)
-        return row
-
-
 @dataclass(frozen=True)
 class _Snapshot:
     generation: int
@@ -228,7 +175,7 @@ _POLL = (
     .where(TokenRow.secret_sha256 == bindparam("secret_sha256"), TokenRow.revoked_at.is_(None))
 )
 _DEVICE_ID = re.compile(schemas.ID_PATTERN)
-_ACTIVE_DEPLOYMENTS = select(DeploymentRow).where(DeploymentRow.status == "active")
+_IN_FORCE_DEPLOYMENTS = select(DeploymentRow).where(DeploymentRow.status.in_(IN_FORCE))
 _RECORD_SEEN = (
     update(DeviceRow)
     .where(DeviceRow.device_id == bindparam("polled"))
@@ -244,7 +191,7 @@ CACHE_EXTENSION = "storecast.assignments"  # where the app keeps its AssignmentC
 
 
 class AssignmentCache:
-    """Active deployments and the catalog, reloaded only when the generation moves."""
+    """In-force deployments and the catalog, reloaded only when the generation moves."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -264,10 +211,7 @@ class AssignmentCache:
         with db.transaction() as session:  # labelled with the generation it was read at
             fresh = _Snapshot(
                 session.execute(_GENERATION).scalar_one(),
-                tuple(
-                    DeploymentSpec(row.id, row.model, selector_of(row), row.version, row.alias)
-                    for row in session.execute(_ACTIVE_DEPLOYMENTS).scalars()
-                ),
+                tuple(spec_of(row) for row in session.execute(_IN_FORCE_DEPLOYMENTS).scalars()),
                 load_catalog(session),
             )
         with self._lock:
@@ -334,6 +278,7 @@ def assignment_out(device_id: str, assigned: Assignment | None) -> schemas.Assig
         sha256=assigned.sha256 if assigned else None,
         length=assigned.length if assigned else None,
         deployment_id=assigned.deployment_id if assigned else None,
+        arm=assigned.arm if assigned else None,
     )
 
 

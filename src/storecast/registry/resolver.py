@@ -1,9 +1,13 @@
 """Which model version a device should run: a pure function over plain data.
 
-Deployments point a selector (all devices, some stores, regions or tags) at a model
-version or alias. For a device, the newest active deployment that matches it and points at
-a live (published, not withdrawn) version wins; a deployment whose alias is unset or whose
-version was withdrawn is passed over, so no device is ever sent to a withdrawn version.
+Deployments point a selector (all devices, some stores, regions or tags) at arms: one for
+an immediate deployment, control A and candidate B for a canary, each a model version or
+alias with a weight (B's share of the stores, in %). For a device, the newest in-force
+deployment that matches it and has a live (published, not withdrawn) release for it wins;
+within it, the store's arm comes from ``storecast.common.arms.arm_for`` (a sticky hash of
+the deployment's salt and the store id). A store whose arm has no live release gets the
+control arm's release; a deployment with neither is passed over, so no device is ever sent
+to a withdrawn version.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+
+from storecast.common.arms import arm_for
 
 
 class SelectorKind(StrEnum):
@@ -48,14 +54,44 @@ class Selector:
 
 
 @dataclass(frozen=True)
+class ArmSpec:
+    """One arm of a deployment: a version or an alias, and its share of the stores in %."""
+
+    name: str  # "A" (control), "B" (candidate)
+    weight: float
+    version: int | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
-    """An active deployment as the resolver sees it (exactly one of version / alias)."""
+    """An in-force deployment as the resolver sees it (arms: control first)."""
 
     id: int
     model: str
     selector: Selector
-    version: int | None = None
-    alias: str | None = None
+    arms: tuple[ArmSpec, ...]
+    salt: str = ""
+
+    @classmethod
+    def single(
+        cls,
+        id: int,
+        model: str,
+        selector: Selector,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+    ) -> DeploymentSpec:
+        """An immediate deployment: one arm, every store."""
+        return cls(id, model, selector, (ArmSpec("A", 100.0, version, alias),))
+
+    def arm_of(self, store_id: str) -> ArmSpec:
+        """The arm ``store_id`` is in."""
+        if len(self.arms) == 1:
+            return self.arms[0]
+        name = arm_for(self.salt, store_id, [(arm.name, arm.weight) for arm in self.arms])
+        return next(arm for arm in self.arms if arm.name == name)
 
 
 @dataclass(frozen=True)
@@ -76,13 +112,16 @@ class Catalog:
     releases: Mapping[tuple[str, int], Release]
     aliases: Mapping[tuple[str, str], int]
 
-    def release_for(self, deployment: DeploymentSpec) -> Release | None:
-        version = deployment.version
-        if version is None and deployment.alias is not None:
-            version = self.aliases.get((deployment.model, deployment.alias))
-        if version is None:
-            return None
-        return self.releases.get((deployment.model, version))
+    def version_of(self, model: str, arm: ArmSpec) -> int | None:
+        """The version an arm names now (its alias followed), live or not."""
+        if arm.version is not None:
+            return arm.version
+        return None if arm.alias is None else self.aliases.get((model, arm.alias))
+
+    def release_for(self, model: str, arm: ArmSpec) -> Release | None:
+        """The live release of ``arm``, or None (alias unset, version withdrawn)."""
+        version = self.version_of(model, arm)
+        return None if version is None else self.releases.get((model, version))
 
 
 @dataclass(frozen=True)
@@ -95,6 +134,7 @@ class Assignment:
     target_path: str
     sha256: str
     length: int
+    arm: str  # the deployment's arm the device's store is in
 
     def etag(self) -> str:
         return etag_of(self)
@@ -109,11 +149,16 @@ def etag_of(assignment: Assignment | None) -> str:
 def resolve(
     device: DeviceFacts, deployments: Iterable[DeploymentSpec], catalog: Catalog
 ) -> Assignment | None:
-    """The assignment of ``device``: newest matching deployment with a live release."""
+    """The assignment of ``device``: its arm of the newest matching deployment with a live
+    release."""
     for deployment in sorted(deployments, key=lambda d: d.id, reverse=True):
         if not deployment.selector.matches(device):
             continue
-        release = catalog.release_for(deployment)
+        arm = deployment.arm_of(device.store_id)
+        release = catalog.release_for(deployment.model, arm)
+        if release is None and arm is not deployment.arms[0]:
+            arm = deployment.arms[0]  # the candidate was withdrawn: back to the control
+            release = catalog.release_for(deployment.model, arm)
         if release is None:
             continue
         return Assignment(
@@ -123,5 +168,6 @@ def resolve(
             release.target_path,
             release.sha256,
             release.length,
+            arm.name,
         )
     return None

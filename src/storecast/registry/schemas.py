@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from storecast.bundle.metadata import NAME_PATTERN
 from storecast.registry.resolver import SelectorKind
@@ -161,6 +169,7 @@ class AssignmentOut(_Out):
     sha256: str | None
     length: int | None
     deployment_id: int | None
+    arm: str | None = None  # the deployment's arm the device's store is in
 
 
 # -- deployments ----------------------------------------------------------------------------
@@ -179,21 +188,139 @@ class SelectorBody(_In):
         return self
 
 
-class DeploymentBody(_In):
-    model: str = Field(pattern=NAME_PATTERN)
+class TargetBody(_In):
+    """One arm's release: a version or an alias of the deployment's model."""
+
     version: int | None = Field(default=None, ge=1, le=MAX_INT)
     alias: str | None = Field(default=None, pattern=ALIAS_PATTERN)
-    selector: SelectorBody = Field(default_factory=lambda: SelectorBody(kind=SelectorKind.ALL))
 
     @model_validator(mode="after")
-    def _one_target(self) -> DeploymentBody:
+    def _one_target(self) -> TargetBody:
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of 'version' and 'alias'")
         return self
 
 
+class StepBody(_In):
+    """One canary step: B's share of the stores and what it must show before the next."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    percent: float = Field(gt=0, le=100)
+    min_duration_s: float = Field(default=3600.0, ge=0, le=366 * 86400)
+    min_forecast_hours: int = Field(default=24, ge=0, le=MAX_INT)
+    min_inferences: int = Field(default=100, ge=0, le=MAX_INT)
+
+
+class GatesBody(_In):
+    """Limits the candidate must stay within at every step."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    max_error_rate: float = Field(default=0.02, ge=0, le=1)
+    max_p99_ms: float = Field(default=250.0, gt=0, le=3_600_000)
+    max_failed_activations: int = Field(default=0, ge=0, le=MAX_INT)
+    wape_margin: float = Field(default=0.02, ge=0, le=1)
+    confidence: float = Field(default=0.95, ge=0.5, le=0.999)
+
+
+class StrategyBody(_In):
+    """``immediate`` (the default), or ``canary`` with steps ending at 100 % and gates."""
+
+    kind: Literal["immediate", "canary"] = "immediate"
+    steps: list[StepBody] | None = Field(default=None, min_length=1, max_length=20)
+    gates: GatesBody | None = None
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_grow_to_100(cls, steps: list[StepBody] | None) -> list[StepBody] | None:
+        if steps is None:
+            return None
+        percents = [step.percent for step in steps]
+        if any(b <= a for a, b in itertools.pairwise(percents)):
+            raise ValueError(f"step percentages must increase, got {percents}")
+        if percents[-1] != 100:
+            raise ValueError(f"the last step must be 100, got {percents[-1]:g}")
+        return steps
+
+    @model_validator(mode="after")
+    def _steps_fit_kind(self) -> StrategyBody:
+        if self.kind == "canary" and self.steps is None:
+            raise ValueError("a canary needs 'steps'")
+        if self.kind == "immediate" and (self.steps is not None or self.gates is not None):
+            raise ValueError("'steps' and 'gates' are for kind 'canary'")
+        return self
+
+
+def _strategy_kind(info: ValidationInfo) -> str | None:
+    strategy = info.data.get("strategy")
+    return strategy.kind if isinstance(strategy, StrategyBody) else None
+
+
+class DeploymentBody(_In):
+    """Immediate: ``version`` or ``alias``. Canary: ``control``, ``candidate`` and
+    ``strategy`` ``{"kind": "canary", "steps": [...], "gates": {...}}``."""
+
+    model: str = Field(pattern=NAME_PATTERN)
+    selector: SelectorBody = Field(default_factory=lambda: SelectorBody(kind=SelectorKind.ALL))
+    strategy: StrategyBody = Field(default_factory=StrategyBody)
+    version: int | None = Field(default=None, ge=1, le=MAX_INT, validate_default=True)
+    alias: str | None = Field(default=None, pattern=ALIAS_PATTERN, validate_default=True)
+    control: TargetBody | None = Field(default=None, validate_default=True)
+    candidate: TargetBody | None = Field(default=None, validate_default=True)
+    promote_alias: str | None = Field(default=None, pattern=ALIAS_PATTERN, validate_default=True)
+    # The bucketing salt (a canary's arms); unset, one is drawn. Set it to repeat a split.
+    salt: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{4,64}$")
+
+    @field_validator("version", "alias")
+    @classmethod
+    def _immediate_target(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = _strategy_kind(info)
+        if kind == "canary" and value is not None:
+            raise ValueError("a canary takes 'control' and 'candidate' instead")
+        if (
+            kind == "immediate"
+            and info.field_name == "alias"
+            and "version" in info.data  # else 'version' itself was refused
+            and (info.data["version"] is None) == (value is None)
+        ):
+            raise ValueError("give exactly one of 'version' and 'alias'")
+        return value
+
+    @field_validator("control", "candidate", "promote_alias")
+    @classmethod
+    def _canary_target(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = _strategy_kind(info)
+        if kind == "immediate" and value is not None:
+            raise ValueError("only a canary (strategy kind 'canary') takes this")
+        if kind == "canary" and value is None and info.field_name != "promote_alias":
+            raise ValueError(f"a canary needs its {info.field_name}")
+        same = value is not None and value == info.data.get("control")
+        if info.field_name == "candidate" and same:
+            raise ValueError("the candidate must differ from the control")
+        return value
+
+
+class ArmOut(_Out):
+    """One arm of a deployment: its release and its share of the stores now."""
+
+    arm: str
+    version: int | None
+    alias: str | None
+    resolved_version: int | None  # the alias followed (null: alias unset)
+    weight: float
+
+
+class PlanOut(_Out):
+    """A canary's steps and gates."""
+
+    steps: list[StepBody]
+    gates: GatesBody
+
+
 class DeploymentOut(_Out):
-    """A deployment."""
+    """A deployment (``version`` / ``alias``: the one arm of an immediate deployment, the
+    candidate of a canary)."""
 
     id: int
     model: str
@@ -203,6 +330,14 @@ class DeploymentOut(_Out):
     status: str
     created_at: datetime
     created_by: str
+    strategy: str = "immediate"
+    arms: list[ArmOut] = Field(default_factory=list)
+    plan: PlanOut | None = None
+    step_index: int | None = None
+    step_percent: float | None = None  # B's share now (canary)
+    step_started_at: datetime | None = None
+    promote_alias: str | None = None
+    updated_at: datetime | None = None
 
 
 class DeploymentList(_Out):

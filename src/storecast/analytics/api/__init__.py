@@ -5,6 +5,7 @@
     fleet         /v1/analytics/fleet, /v1/analytics/fleet/series
     usage         /v1/analytics/model-events, /v1/analytics/usage/forecasts|api
     diagnostics   /v1/analytics/rootcause, /v1/analytics/incidents
+    rollouts      /v1/analytics/rollouts
     telemetry     POST /v1/telemetry (registered by ``storecast.analytics.app`` itself)
 
 ``BLUEPRINTS`` lists the read API's blueprints (viewer role; admin passes too).
@@ -12,6 +13,6 @@
 
 from __future__ import annotations
 
-from storecast.analytics.api import diagnostics, fleet, models, stores, usage
+from storecast.analytics.api import diagnostics, fleet, models, rollouts, stores, usage
 
-BLUEPRINTS = (stores.bp, models.bp, fleet.bp, usage.bp, diagnostics.bp)
+BLUEPRINTS = (stores.bp, models.bp, fleet.bp, usage.bp, diagnostics.bp, rollouts.bp)

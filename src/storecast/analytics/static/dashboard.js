@@ -287,6 +287,29 @@
   // A latency finding measures the share of slow inferences, not milliseconds.
   const FINDING_UNIT = { latency_p95: " slow" };
 
+  function versionLabel(version) {
+    return version === null || version === undefined ? "?" : `v${version}`;
+  }
+
+  function renderRolloutIncident(inc) {
+    const gates = inc.failed_gates.map((g) =>
+      el("li", { "data-gate": g.name }, `${g.name}: ${g.detail}`),
+    );
+    return el(
+      "div",
+      { class: "incident", "data-kind": "rollout", "data-deployment-id": inc.deployment_id },
+      el(
+        "div",
+        { class: "incident-title" },
+        `Rollout ${inc.action}: deployment ${inc.deployment_id}, ${inc.model} ` +
+          `${versionLabel(inc.candidate_version)} → ${versionLabel(inc.control_version)}`,
+      ),
+      el("div", { class: "muted" }, `${formatTime(inc.decided_at)} by ${inc.decided_by}`),
+      el("p", {}, inc.reason),
+      gates.length ? el("ul", {}, ...gates) : el("p", { class: "empty" }, "No gate failed."),
+    );
+  }
+
   function renderIncidents(list) {
     const box = document.getElementById("incidents");
     if (list.incidents.length === 0) {
@@ -295,6 +318,7 @@
     }
     box.replaceChildren(
       ...list.incidents.map((inc) => {
+        if (inc.kind === "rollout") return renderRolloutIncident(inc);
         const fmt = METRIC_FORMAT[inc.metric] || formats.count;
         const unit = FINDING_UNIT[inc.metric] || "";
         const findings = inc.findings.slice(0, 5).map((f) =>
@@ -308,7 +332,7 @@
         );
         return el(
           "div",
-          { class: "incident", "data-metric": inc.metric },
+          { class: "incident", "data-kind": "anomaly", "data-metric": inc.metric },
           el(
             "div",
             { class: "incident-title" },
@@ -320,6 +344,27 @@
         );
       }),
     );
+  }
+
+  function renderRollouts(list) {
+    const rows = list.rollouts.map((r) => {
+      const d = r.latest_decision;
+      const arms = r.arms.map((a) => `${a.arm}: ${versionLabel(a.version)}${a.alias ? ` (${a.alias})` : ""}`);
+      const step = isNum(r.step_index) && r.steps.length ? `${r.step_index + 1} / ${r.steps.length}` : DASH;
+      return el(
+        "tr",
+        { "data-deployment-id": r.deployment_id, "data-status": r.status },
+        el("td", {}, String(r.deployment_id)),
+        el("td", {}, r.model),
+        el("td", {}, arms.join(", ") || DASH),
+        el("td", {}, el("span", { class: `badge badge-${r.status}` }, r.status)),
+        el("td", { class: "num" }, step),
+        el("td", { class: "num" }, isNum(r.percent) ? `${r.percent}%` : DASH),
+        el("td", { class: d ? `action-${d.action}` : "", title: d ? d.reason : "" }, d ? `${d.action}: ${d.reason}` : DASH),
+        el("td", {}, d ? formatTime(d.decided_at) : DASH),
+      );
+    });
+    fillRows(document.querySelector("#rollouts tbody"), rows, 8, "No canary deployments in force.");
   }
 
   // -- refresh loop ------------------------------------------------------------------------
@@ -337,6 +382,7 @@
     ["/fleet/series", renderSeries],
     ["/model-events?limit=20", renderEvents],
     ["/incidents", renderIncidents],
+    ["/rollouts", renderRollouts],
   ];
 
   async function refresh() {

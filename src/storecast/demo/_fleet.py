@@ -1,0 +1,123 @@
+"""The demo's processes: the cloud, one edge agent and one sensor simulator per store.
+
+``Processes`` starts each as a real ``storecast`` child process with its log in
+``<home>/logs``, and stops every one of them (SIGINT, then SIGKILL) when its block ends,
+also on Ctrl-C or failure.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+
+from storecast.common.errors import ConfigError
+
+_URL = re.compile(r"http://[\d.]+:\d+")
+
+
+@dataclass
+class Child:
+    """A started process."""
+
+    name: str
+    proc: subprocess.Popen[str]
+    log: IO[str]
+    url: str | None = None
+
+
+class Processes:
+    """Every process the demo starts; all stopped when the ``with`` block ends."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: list[Child] = []
+
+    def __enter__(self) -> Processes:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_all()
+
+    def start(self, name: str, *args: str, serves: bool = False, ready_s: float = 60) -> Child:
+        """Run ``storecast *args``; for a server, wait for its URL and ``/healthz``."""
+        log = (self.logs / f"{name}.log").open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "storecast", *args],
+            stdout=subprocess.PIPE if serves else log,
+            stderr=log,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+            start_new_session=True,  # Ctrl-C in the terminal reaches the demo, which stops it
+        )
+        child = Child(name, proc, log)
+        self.children.append(child)
+        if serves:
+            line = proc.stdout.readline() if proc.stdout else ""
+            found = _URL.search(line)
+            if found is None:
+                raise ConfigError(f"{name} did not start: {line.strip()} (see {log.name})")
+            child.url = found.group(0)
+            _wait_healthy(child, ready_s)
+        return child
+
+    def stop(self, child: Child, timeout_s: float = 30) -> int:
+        """SIGINT (a clean stop), then SIGKILL; the exit code."""
+        proc = child.proc
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        child.log.close()
+        return int(proc.returncode)
+
+    def stop_all(self) -> None:
+        """Stop every child, newest first (simulators before agents before the cloud)."""
+        for child in reversed(self.children):
+            self.stop(child)
+
+    def alive(self) -> list[str]:
+        return [c.name for c in self.children if c.proc.poll() is None]
+
+
+def _wait_healthy(child: Child, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if child.proc.poll() is not None:
+            raise ConfigError(f"{child.name} exited with code {child.proc.returncode}")
+        try:
+            if httpx.get(f"{child.url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise ConfigError(f"{child.name} did not become healthy in {timeout_s:.0f}s")
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
+    """Poll ``check`` until it returns something true; ``ConfigError`` naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise ConfigError(f"timed out after {timeout_s:.0f}s waiting for {what}")
