@@ -38,6 +38,7 @@ def test_the_quick_demo_runs_the_whole_platform_and_leaves_nothing_running(
     summary = json.loads((home / "demo-summary.json").read_text())
     # What the agents created is what the cloud holds: none lost, none twice.
     assert summary["events"]["created"] == summary["events"]["ingested"] > 0
+    assert summary["analytics"]["forecasts_served"] > 0  # the stores asked their devices
     arms = summary["arms"]
     assert sorted(arms.values()) == ["A", "A", "B", "B"]
 

@@ -452,37 +452,45 @@ class _Story:
     # -- 7. analytics ------------------------------------------------------------------------
 
     def analytics(self) -> dict[str, Any]:
-        # Sales are simulated hours (behind the wall clock): ask for that window.
+        # Two clocks: sales, forecasts and actuals carry simulated hours (behind the wall
+        # clock), request counts and latencies the devices' wall clock. Accuracy is read
+        # over the simulated window, serving figures over the last day of wall time.
         end = self.sim_now() + timedelta(hours=1)
         window = {"start": self.live_start.isoformat(), "end": end.isoformat()}
         hours = max(1, int((end - self.live_start).total_seconds() // 3600))
         with CloudClient(self.url, self.tokens["viewer"]) as viewer:
-            stores = viewer.json("GET", "/v1/analytics/stores", params=window)
-            models = viewer.json(
+            accuracy = viewer.json("GET", "/v1/analytics/stores", params=window)
+            serving = viewer.json("GET", "/v1/analytics/stores")
+            models_acc = viewer.json(
                 "GET", "/v1/analytics/models", params={"model_name": MODEL, **window}
             )
-            fleet = viewer.json(
+            models_now = viewer.json("GET", "/v1/analytics/models", params={"model_name": MODEL})
+            fleet = viewer.json("GET", "/v1/analytics/fleet")
+            fleet_sales = viewer.json(
                 "GET", "/v1/analytics/fleet", params={"at": end.isoformat(), "window_hours": hours}
             )
-            usage = viewer.json("GET", "/v1/analytics/usage/forecasts", params=window)
+            usage = viewer.json("GET", "/v1/analytics/usage/forecasts")
+        served = {row["store_id"]: row["forecasts_served"] for row in serving["stores"]}
         table = Table(title=f"per-store forecast accuracy ({hours} simulated hours, live)")
         for column in ("store", "status", "model", "WAPE", "bias", "forecasts served"):
             table.add_column(column, justify="right")
-        for row in stores["stores"]:
+        for row in accuracy["stores"]:
             acc = row["accuracy"]
             table.add_row(
                 row["store_id"], row["status"], f"v{row['model_version']}", _pct(acc.get("wape")),
-                _pct(acc.get("bias")), str(row["forecasts_served"]),
+                _pct(acc.get("bias")), str(served.get(row["store_id"], 0)),
             )  # fmt: skip
         self.console.print(table)
+        now_by_version = {v["model_version"]: v for v in models_now["versions"]}
         table = Table(title="model performance by version and A/B arm")
         for column in ("version", "arm", "WAPE", "forecasts", "devices", "p95 ms", "errors"):
             table.add_column(column, justify="right")
-        for v in models["versions"]:
+        for v in models_acc["versions"]:
+            now = now_by_version.get(v["model_version"], {})
             table.add_row(
                 f"v{v['model_version']}", str(v.get("arm") or "-"), _pct(v["accuracy"].get("wape")),
-                str(v.get("forecasts_served")), str(v.get("devices")),
-                _num(v.get("latency", {}).get("p95_ms")), _pct(v.get("error_rate")),
+                str(now.get("forecasts_served", 0)), str(v.get("devices")),
+                _num((now.get("latency") or {}).get("p95_ms")), _pct(now.get("error_rate")),
             )  # fmt: skip
         self.console.print(table)
         devices = fleet["devices"]
@@ -490,7 +498,7 @@ class _Story:
             f"   fleet: {devices['online']}/{devices['total']} devices online, "
             f"{fleet['forecasts_served']:,} forecasts served, error rate "
             f"{_pct(fleet['error_rate'])}, p95 {_num(fleet['latency'].get('p95_ms'))} ms, "
-            f"chain WAPE {_pct(fleet['sales'].get('wape'))}, telemetry backlog "
+            f"chain WAPE {_pct(fleet_sales['sales'].get('wape'))}, telemetry backlog "
             f"{fleet['telemetry'].get('backlog')}"
         )
         self.say(
@@ -503,8 +511,8 @@ class _Story:
         )
         return {
             "window": window,
-            "stores": len(stores["stores"]),
-            "versions": {str(v["model_version"]): v.get("arm") for v in models["versions"]},
+            "stores": len(accuracy["stores"]),
+            "versions": {str(v["model_version"]): v.get("arm") for v in models_acc["versions"]},
             "forecasts_served": fleet["forecasts_served"],
         }
 
