@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,8 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import httpx
-
+from storecast._process import stop, wait_healthy
 from storecast.common.errors import ConfigError
 
 _URL = re.compile(r"http://[\d.]+:\d+")
@@ -34,6 +32,13 @@ class Child:
     proc: subprocess.Popen[str]
     log: IO[str]
     url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The URL of a started server (``ConfigError`` for a process that serves nothing)."""
+        if self.url is None:
+            raise ConfigError(f"{self.name} serves no URL")
+        return self.url
 
 
 class Processes:
@@ -71,23 +76,16 @@ class Processes:
             if found is None:
                 raise ConfigError(f"{name} did not start: {line.strip()} (see {log.name})")
             child.url = found.group(0)
-            _wait_healthy(child, ready_s)
+            wait_healthy(child.url, proc, ready_s)
         return child
 
     def stop(self, child: Child, timeout_s: float = 30) -> int:
         """SIGINT (a clean stop), then SIGKILL; the exit code."""
-        proc = child.proc
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        code = stop(child.proc, timeout_s)
+        if child.proc.stdout:
+            child.proc.stdout.close()
         child.log.close()
-        return int(proc.returncode)
+        return code
 
     def stop_all(self) -> None:
         """Stop every child, newest first (simulators before agents before the cloud)."""
@@ -96,20 +94,6 @@ class Processes:
 
     def alive(self) -> list[str]:
         return [c.name for c in self.children if c.proc.poll() is None]
-
-
-def _wait_healthy(child: Child, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if child.proc.poll() is not None:
-            raise ConfigError(f"{child.name} exited with code {child.proc.returncode}")
-        try:
-            if httpx.get(f"{child.url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise ConfigError(f"{child.name} did not become healthy in {timeout_s:.0f}s")
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:

@@ -76,6 +76,13 @@ class _Device:
     served: int = 0  # forecasts the demo's client asked this device for
     failed: int = 0
 
+    @property
+    def url(self) -> str:
+        """The running agent's API."""
+        if self.agent is None:
+            raise ConfigError(f"{self.device_id}'s agent has not been started")
+        return self.agent.base_url
+
 
 def run_demo(
     home: Path, console: Console, *, quick: bool = False, keep_running: bool = False
@@ -204,8 +211,7 @@ class _Story:
             "cloud", "cloud", "serve", "--home", str(cloud_home), "--port", "0",
             "--workers", "1", serves=True,
         )  # fmt: skip
-        assert child.url is not None
-        self.url = child.url
+        self.url = child.base_url
         self.tokens["admin"] = made.admin_token
         with CloudClient(self.url, made.admin_token) as admin:
             for role, name in (("publisher", "ml-team"), ("viewer", "analyst")):
@@ -297,9 +303,8 @@ class _Story:
             "freshness, length, sha256), checked its members, smoke-tested and activated it"
         )
         for device in self.devices:
-            assert device.agent is not None and device.agent.url is not None
             self.processes.start(
-                f"sensors-{device.store_id}", "sim", "sensors", "--device", device.agent.url,
+                f"sensors-{device.store_id}", "sim", "sensors", "--device", device.url,
                 "--store-id", device.store_id, "--speed", str(self.plan.speed),
                 "--stores", str(self.plan.chain_stores), "--seed", "7",
                 "--start", start.strftime("%Y-%m-%dT%H"),
@@ -323,9 +328,8 @@ class _Story:
         with httpx.Client(timeout=5) as http:
             while not self._poll_stop.is_set():
                 for device in self.devices:
-                    assert device.agent is not None
                     try:
-                        ok = http.get(f"{device.agent.url}/v1/forecast").status_code == 200
+                        ok = http.get(f"{device.url}/v1/forecast").status_code == 200
                     except httpx.HTTPError:
                         ok = False
                     device.served += ok
@@ -358,9 +362,8 @@ class _Story:
         return created, int(row[0])
 
     def status(self, device: _Device) -> dict[str, Any]:
-        assert device.agent is not None
         try:
-            return dict(httpx.get(f"{device.agent.url}/v1/status", timeout=5).json())
+            return dict(httpx.get(f"{device.url}/v1/status", timeout=5).json())
         except (httpx.HTTPError, ValueError):
             return {}
 
@@ -399,11 +402,8 @@ class _Story:
         return table
 
     def _next_q50(self, device: _Device) -> str:
-        assert device.agent is not None
         try:
-            body = httpx.get(
-                f"{device.agent.url}/v1/forecast", params={"horizon": 1}, timeout=5
-            ).json()
+            body = httpx.get(f"{device.url}/v1/forecast", params={"horizon": 1}, timeout=5).json()
         except (httpx.HTTPError, ValueError):
             return "-"
         return f"{body['points'][0]['q50']:.0f} ({body['method']})"

@@ -263,16 +263,16 @@ class ModelUpdater:
             return True
         if self._refusals.refused(assignment.sha256, self._clock.now()) is not None:
             return True
-        return self._update(assignment, started)
+        return self._update(assignment, assignment.sha256, assignment.target_path, started)
 
-    def _update(self, assignment: Assignment, started: float) -> bool:
+    def _update(
+        self, assignment: Assignment, digest: str, target_path: str, started: float
+    ) -> bool:
         name, version = assignment.model or "?", assignment.version or 0
-        digest = assignment.sha256
-        assert digest is not None and assignment.target_path is not None  # checked by _act
         self._reporter.model_event("download_started", name, version, digest)
         folder: Path | None = None
         try:
-            bundle = self._download(assignment.target_path, digest)
+            bundle = self._download(target_path, digest)
             folder = self._store.install(bundle, digest)
             self._reporter.model_event("verified", name, version, digest)
             candidate = load_model(folder)
@@ -284,10 +284,10 @@ class ModelUpdater:
                 self._store.remove(folder)  # a rejected candidate must never be loaded
             for leftover in self._home.downloads.glob("*"):
                 leftover.unlink(missing_ok=True)
-            return self._reject(assignment, reason, started)
+            return self._reject(assignment, digest, reason, started)
         except DownloadError as exc:
             if isinstance(exc, DownloadHTTPError) and exc.status_code in (404, 410):
-                return self._reject(assignment, f"download refused: {exc}", started)
+                return self._reject(assignment, digest, f"download refused: {exc}", started)
             # The network or the server, not the bundle: try again after the backoff.
             reason = f"download failed: {exc}"
             self._record("error", model=name, version=version, digest=digest, reason=reason)
@@ -349,9 +349,7 @@ class ModelUpdater:
         if not result.ok:
             raise _Rejected(f"smoke test failed: {result.reason}")
 
-    def _reject(self, assignment: Assignment, reason: str, started: float) -> bool:
-        digest = assignment.sha256
-        assert digest is not None
+    def _reject(self, assignment: Assignment, digest: str, reason: str, started: float) -> bool:
         until = self._clock.now() + timedelta(seconds=self._config.agent.reject_backoff_s)
         self._refusals.refuse(digest, until, reason[:500])
         duration = (time.perf_counter() - started) * 1000.0
