@@ -253,7 +253,7 @@ def _store_raw(
     body = screened.packed if whole and screened.packed else _body_of(events.values())
     batch = {"device_id": device_id, "received_at": sql.ts(now), "events": len(events)}
     batch_id = raw.batch.fetchall(session, {**batch, "body": body})[0][0]
-    inserted = _insert_ids(session, batch_id, screened)
+    inserted = _insert_ids(session, device_id, batch_id, screened)
     if len(inserted) == len(events):
         return list(events.values())
     fresh = [event for key, event in events.items() if key in inserted]
@@ -271,25 +271,25 @@ def _body_of(events: Iterable[TelemetryEvent]) -> bytes:
     return pack(orjson.dumps({"events": [event.model_dump(mode="json") for event in events]}))
 
 
-def _insert_ids(session: Session, batch_id: int, screened: Screened) -> set[str]:
-    """Insert the ids keyed by their hour; the ones that were new.
+def _insert_ids(session: Session, device_id: str, batch_id: int, screened: Screened) -> set[str]:
+    """Insert the ids keyed by device and hour; the ones that were new.
 
-    Keying ids by (hour, event id) keeps a batch's inserts on a few index pages: random
-    UUIDs alone would touch a page per event once the table is large.
+    Keying ids by (device, hour, event id) keeps a batch's inserts on a few pages of its
+    own: random UUIDs alone would touch a page per event once the table is large.
     """
     events = screened.unique
     ts = statements(session).ts
     hours = {hour: ts(hour) for hour in set(screened.hours)}
     params: list[Any] = []
     for (key, event), hour in zip(events.items(), screened.hours, strict=True):
-        params += (hours[hour], key, batch_id, event.type)
+        params += (device_id, hours[hour], key, batch_id, event.type)
     cursor = dbapi_cursor(session)
     try:
         if session.get_bind().dialect.name == "postgresql":
-            # Four arrays, one short statement: psycopg would re-parse a 2,000-placeholder
+            # Five arrays, one short statement: psycopg would re-parse a 2,500-placeholder
             # VALUES list in Python on every batch. Sent in binary (%b): no quoting of
             # every element in Python.
-            columns = [params[i::4] for i in range(4)]
+            columns = [params[i::5] for i in range(5)]
             cursor.execute(_PG_IDS_INSERT, columns)
             return {str(found[0]) for found in cursor.fetchall()}
         # No RETURNING: SQLite would hand back each row in its own step, each giving up
@@ -300,25 +300,25 @@ def _insert_ids(session: Session, batch_id: int, screened: Screened) -> set[str]
             return set(events)
         if cursor.rowcount == 0:
             return set()
-        keys = [value for i in range(0, len(params), 4) for value in params[i : i + 2]]
-        cursor.execute(_sqlite_new_ids(len(events)), [*keys, batch_id])
+        keys = [value for i in range(0, len(params), 5) for value in params[i + 1 : i + 3]]
+        cursor.execute(_sqlite_new_ids(len(events)), [device_id, *keys, batch_id])
         return {str(found[0]) for found in cursor.fetchall()}
     finally:
         cursor.close()
 
 
 _PG_IDS_INSERT = (
-    "INSERT INTO telemetry_events (hour, event_id, batch_id, type) "
-    "SELECT * FROM unnest(%b::timestamp[], %b::varchar[], %b::integer[], %b::varchar[]) "
-    "ON CONFLICT DO NOTHING RETURNING event_id"
+    "INSERT INTO telemetry_events (device_id, hour, event_id, batch_id, type) "
+    "SELECT * FROM unnest(%b::varchar[], %b::timestamp[], %b::varchar[], %b::integer[], "
+    "%b::varchar[]) ON CONFLICT DO NOTHING RETURNING event_id"
 )
 
 
 @functools.lru_cache(maxsize=64)
 def _sqlite_ids_insert(rows: int) -> str:
-    values = ",".join(["(?,?,?,?)"] * rows)
+    values = ",".join(["(?,?,?,?,?)"] * rows)
     return (
-        "INSERT INTO telemetry_events (hour, event_id, batch_id, type) "
+        "INSERT INTO telemetry_events (device_id, hour, event_id, batch_id, type) "
         f"VALUES {values} ON CONFLICT DO NOTHING"
     )
 
@@ -330,8 +330,10 @@ def _sqlite_new_ids(rows: int) -> str:
     # id were inserted by this batch.
     values = ",".join(["(?,?)"] * rows)
     return (
-        f"SELECT e.event_id FROM (VALUES {values}) AS v CROSS JOIN telemetry_events AS e "
-        "ON e.hour = v.column1 AND e.event_id = v.column2 WHERE e.batch_id = ?"
+        "SELECT e.event_id FROM (SELECT ? AS device_id) AS d "
+        f"CROSS JOIN (VALUES {values}) AS v CROSS JOIN telemetry_events AS e "
+        "ON e.device_id = d.device_id AND e.hour = v.column1 AND e.event_id = v.column2 "
+        "WHERE e.batch_id = ?"
     )
 
 

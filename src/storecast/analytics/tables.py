@@ -5,7 +5,7 @@ the history stored. Every aggregated value is a real column. Rollup keys use ``"
 ``0`` for "no model" / "unknown agent" (key columns cannot be NULL).
 
     telemetry_batches  the accepted events of each batch, as received (the raw record)
-    telemetry_events   one row per accepted event: its hour and id (the idempotency key)
+    telemetry_events   one row per accepted event: device, hour and id (the idempotency key)
     store_actuals      the actual sales of a store-hour (first report wins)
     forecast_points    each forecast hour by horizon, paired with its actual once known
     accuracy_hourly    per target hour, store, model version, agent: sums over paired points
@@ -49,17 +49,23 @@ class TelemetryBatchRow(Base):
 class TelemetryEventRow(Base):
     """One accepted event id (the idempotency key) and the batch that holds the event.
 
-    Keyed by the event's hour first: a batch's ids then land on a few index pages, where
-    random UUIDs alone would touch one page per event in a large table. An event resent
-    is byte-identical (same id, same time), so it meets its own row.
+    Keyed by device, then the event's hour, then its id: a batch is one device's events
+    from a few hours, so its ids land together on a few pages, however many devices send
+    at once (keyed by hour first, every batch of the hour rewrote pages all over the hour's
+    ids, and each commit wrote hundreds of them). An event resent is byte-identical (same
+    device, id and time), so it meets its own row. On SQLite the key is the table itself
+    (``WITHOUT ROWID``): one B-tree to write, not a table and an index.
     """
 
     __tablename__ = "telemetry_events"
 
+    device_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     batch_id: Mapped[int] = mapped_column(Integer)
     type: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class StoreActualRow(Base):
