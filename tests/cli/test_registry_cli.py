@@ -199,7 +199,12 @@ def test_client_commands_refuse_bad_input_with_exit_code_2(
     assert both.returncode == 2 and "exactly one of --version and --alias" in both.stderr
 
     wrong_role = run("tokens", "create", "--name", "x", "--role", "root", *reg, token=admin)
-    assert wrong_role.returncode == 2 and "role" in wrong_role.stderr
+    assert wrong_role.returncode == 2 and "'root' is not one of" in wrong_role.stderr
+
+    out = tmp_path / "audit.xml"
+    wrong_format = run("audit", "export", "--out", out, "--format", "xml", *reg, token=admin)
+    assert wrong_format.returncode == 2 and "'xml' is not one of" in wrong_format.stderr
+    assert not out.exists()
 
     unreachable = run("models", "list", "--registry", "http://127.0.0.1:9", token=admin)
     assert unreachable.returncode == 2 and "cannot reach" in unreachable.stderr

@@ -7,6 +7,7 @@ Each takes ``--registry URL`` (or ``STORECAST_REGISTRY``) and ``--token`` (or
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -276,16 +277,29 @@ def list_devices(registry: Registry = None, token: Token = None) -> None:
     console.print(table)
 
 
+class TokenRole(StrEnum):
+    """The roles ``tokens create`` hands out (device tokens come from ``devices enrol``)."""
+
+    ADMIN = "admin"
+    PUBLISHER = "publisher"
+    VIEWER = "viewer"
+
+
+class ExportFormat(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+
+
 @tokens_app.command("create")
 def create_token(
     name: Annotated[str, typer.Option(help="Who or what the token is for.")],
-    role: Annotated[str, typer.Option(help="admin, publisher or viewer.")],
+    role: Annotated[TokenRole, typer.Option(help="What the token may do.")],
     registry: Registry = None,
     token: Token = None,
 ) -> None:
     """Create a token (admin); prints it once."""
     with client_for(registry, token) as client:
-        out = client.json("POST", "/v1/tokens", json={"name": name, "role": role})
+        out = client.json("POST", "/v1/tokens", json={"name": name, "role": role.value})
     console.print(
         f"{out['role']} token {out['id']} for {out['name']}: [bold]{out['token']}[/]  (shown once)",
         highlight=False,
@@ -321,7 +335,7 @@ def verify_audit(registry: Registry = None, token: Token = None) -> None:
 @audit_app.command("export")
 def export_audit(
     out: Annotated[Path, typer.Option("--out", help="File to write.")],
-    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    fmt: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = ExportFormat.CSV,
     action: Annotated[str | None, typer.Option(help="Only this action.")] = None,
     actor: Annotated[str | None, typer.Option(help="Only actors containing this.")] = None,
     registry: Registry = None,
@@ -329,7 +343,7 @@ def export_audit(
 ) -> None:
     """Export audit records as CSV or JSONL."""
     params = {
-        "format": fmt,
+        "format": fmt.value,
         **({"action": action} if action else {}),
         **({"actor": actor} if actor else {}),
     }
