@@ -91,14 +91,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+_NO_OFFSET = timedelta(0)
+
+
 def hour_floor(moment: datetime) -> datetime:
     """The start of the UTC hour holding ``moment`` (an aware datetime)."""
+    # Ingestion floors every event's time, nearly always sent in UTC: its fields then
+    # name the hour, which is cheaper than ``timestamp()`` (about half the time).
+    if moment.utcoffset() == _NO_OFFSET:
+        return _utc_hour(moment.year, moment.month, moment.day, moment.hour)
     return _hour_start(int(moment.timestamp() // 3600))
+
+
+# One datetime per distinct hour, built once.
+@functools.lru_cache(maxsize=8192)
+def _utc_hour(year: int, month: int, day: int, hour: int) -> datetime:
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 @functools.lru_cache(maxsize=8192)
 def _hour_start(hours_since_epoch: int) -> datetime:
-    # Ingestion floors every event's time: one datetime per distinct hour, built once.
     return datetime.fromtimestamp(hours_since_epoch * 3600, UTC)
 
 
