@@ -26,7 +26,8 @@ What is checked, in two depths:
   command names). Each runs in a fresh temporary directory; absolute paths in it (e.g.
   ``/var/lib/storecast-edge``) are moved under that directory, and ``STORECAST_*``
   variables are cleared. Serving, training, publishing, deploying and the demo are parsed
-  only: the end-to-end tests (tests/test_demo.py, tests/cli/) run those for real.
+  only here: tests/test_docs_walkthrough.py runs those blocks as tutorials, against real
+  servers, and names the few commands it leaves to other tests (the demo) and why.
 
 Inline code in prose and tables is held to less: a span that starts with ``storecast``
 must name real (sub-)commands and only options the command has, and the README's command
@@ -157,16 +158,27 @@ def parse_line(source: str, line: str) -> DocCommand | None:
     return DocCommand(source, text, tuple(argv), tuple(env), count)
 
 
-def commands_in(path: Path) -> Iterator[DocCommand]:
+def shell_blocks(path: Path) -> Iterator[list[tuple[str, str]]]:
+    """The logical lines, as ("docs/edge.md:23", line), of each fenced shell block of a doc.
+
+    In a block where any line has a ``$ `` prompt, only the prompted lines are kept.
+    """
     name = path.relative_to(ROOT).as_posix()
     for first, language, body in fenced_blocks(path.read_text(encoding="utf-8")):
         if language not in SHELL_LANGUAGES or any(set(line) & PICTURE_CHARS for line in body):
             continue
         prompted = any(line.lstrip().startswith("$ ") for line in body)
-        for number, line in logical_lines(first, body):
-            if prompted and not line.startswith("$ "):
-                continue
-            found = parse_line(f"{name}:{number}", line)
+        yield [
+            (f"{name}:{number}", line)
+            for number, line in logical_lines(first, body)
+            if not prompted or line.startswith("$ ")
+        ]
+
+
+def commands_in(path: Path) -> Iterator[DocCommand]:
+    for block in shell_blocks(path):
+        for source, line in block:
+            found = parse_line(source, line)
             if found is not None:
                 yield found
 
