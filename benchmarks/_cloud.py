@@ -14,10 +14,6 @@ splits the machine's CPU between the server, PostgreSQL, the client and everyone
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -30,7 +26,7 @@ from typing import Any
 import httpx
 
 from registry_publish import HOST, RegistryHome, Server
-from storecast._process import stop, wait_healthy
+from storecast._process import running_server
 from storecast.common.cloud import Database
 from storecast.common.telemetry import hour_floor
 from storecast.registry.config import RegistryConfig
@@ -44,8 +40,6 @@ BATCH_EVENTS = 500  # events per telemetry request
 HEARTBEAT_EVERY_MIN = 1
 INFERENCE_WINDOW_MIN = 1
 EVENTS_PER_DEVICE_DAY = 24 * (60 // HEARTBEAT_EVERY_MIN + 60 // INFERENCE_WINDOW_MIN + 2)
-
-_URL = re.compile(r"http://[\d.]+:\d+")
 
 
 # -- databases ------------------------------------------------------------------------------
@@ -122,41 +116,20 @@ def cloud_server(home: RegistryHome, *, workers: int, threads: int = 4) -> Itera
     The child is the gunicorn arbiter itself, so ``Server.cpu_seconds`` counts it and its
     workers. Stopped with SIGINT (then SIGKILL) when the block ends, also on error or Ctrl-C.
     """
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    env = dict(os.environ)
     env.pop("STORECAST_DATABASE_URL", None)
     if home.database_url:
         env["STORECAST_DATABASE_URL"] = home.database_url
     command = [
-        *(sys.executable, "-m", "storecast", "cloud", "serve"),
+        *("cloud", "serve"),
         *("--home", str(home.home), "--host", HOST, "--port", "0"),
         *("--workers", str(workers)),
         *("--threads", str(threads)),
     ]
-    # The server's log goes to a file, not a pipe nobody drains (a full pipe would block it).
     # Its own session: Ctrl-C reaches the benchmark alone, which then stops the server
     # (rather than both at once, the benchmark then failing on a closed connection).
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            line = proc.stdout.readline() if proc.stdout else ""
-            found = _URL.search(line)
-            if found is None:
-                stop(proc)
-                log.seek(0)
-                raise RuntimeError(f"`storecast cloud serve` did not start: {line}{log.read()}")
-            wait_healthy(found.group(0), proc)
-            yield Server(found.group(0), proc.pid)
-        finally:
-            stop(proc)
-            if proc.stdout:
-                proc.stdout.close()
+    with running_server(*command, env=env, new_session=True) as (url, proc):
+        yield Server(url, proc.pid)
 
 
 def post_json(url: str, path: str, token: str, body: dict[str, Any]) -> dict[str, Any]:

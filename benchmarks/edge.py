@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -71,7 +70,7 @@ from registry_publish import (
     restamp,
     run_and_report,
 )
-from storecast._process import stop
+from storecast._process import announced_url, launch, stop
 from storecast.common.clock import SystemClock
 from storecast.edge.config import init_home as init_device_home
 from storecast.edge.config import load_config, write_config
@@ -97,7 +96,6 @@ BACKFILL_HOURS = 240  # readings before the measurements (the model needs 168 + 
 MAX_READINGS = 2000  # per POST /v1/readings, as the sensor simulator sends them
 UPDATE_POLL_S = 0.1  # the agent's poll interval while updates are timed
 NORMAL_POLL_S = 60.0  # the default poll interval, for everything else
-_URL = re.compile(r"http://[\d.]+:\d+")
 
 
 @dataclass(frozen=True)
@@ -303,25 +301,11 @@ class AgentProcess:
 def agent_process(home: Path, timeout_s: float = 60) -> Iterator[AgentProcess]:
     """``storecast edge run --home home --port 0``, until the block ends (SIGINT, then
     SIGKILL; also on error or Ctrl-C). Its own session: Ctrl-C reaches the benchmark alone."""
-    command = [sys.executable, "-m", "storecast", "edge", "run", "--home", str(home)]
     with tempfile.TemporaryFile("w+") as log:
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            [*command, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
-            start_new_session=True,
-        )
+        proc = launch(["edge", "run", "--home", str(home), "--port", "0"], log, new_session=True)
         try:
-            line = proc.stdout.readline() if proc.stdout else ""
-            found = _URL.search(line)
-            if found is None:
-                stop(proc)
-                log.seek(0)
-                raise RuntimeError(f"the agent did not start: {line}{log.read()[-3000:]}")
-            url = found.group(0)
+            url = announced_url(proc, log, "the agent")
             ready_s = _wait_ready(url, proc, started, timeout_s)
             yield AgentProcess(url, proc.pid, ready_s)
         finally:

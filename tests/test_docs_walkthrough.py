@@ -45,7 +45,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storecast._process import server_process, stop
+from storecast._process import launch, server_process, stop
 from storecast.bundle import verify_bundle
 from storecast.cli._app import INTERRUPTED
 from storecast.client import CloudClient
@@ -310,9 +310,7 @@ class Walk:
         device = argv[argv.index("--device") + 1]
         backfill = int(argv[argv.index("--backfill-hours") + 1])
         with tempfile.TemporaryFile("w+") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "storecast", *argv], stdout=log, stderr=log, text=True
-            )
+            proc = launch(argv, log, pipe_stdout=False)
 
             def stored() -> bool:
                 if proc.poll() is not None:

@@ -22,19 +22,12 @@ from storecast.analytics.tables import (
     TelemetryBatchRow,
     TelemetryEventRow,
 )
-from storecast.common.cloud import Database
 from tests.analytics.conftest import HOUR0, EventMaker
 from tests.registry.conftest import LiveRegistry
 
 
-def _db(cloud: LiveRegistry) -> Database:
-    database = cloud.app.extensions["storecast.database"]  # type: ignore[attr-defined]
-    assert isinstance(database, Database)
-    return database
-
-
 def _count(cloud: LiveRegistry, row: Any) -> int:
-    with _db(cloud).transaction() as session:
+    with cloud.database.transaction() as session:
         return int(session.execute(select(func.count()).select_from(row)).scalar_one())
 
 
@@ -66,7 +59,7 @@ def test_a_batch_sent_three_times_is_stored_and_counted_once(cloud: LiveRegistry
     assert _count(cloud, TelemetryEventRow) == len(events)
     assert _count(cloud, TelemetryBatchRow) == 1
     assert _count(cloud, ModelEventRow) == 1
-    with _db(cloud).transaction() as session:
+    with cloud.database.transaction() as session:
         served = session.execute(select(func.sum(InferenceHourlyRow.count))).scalar_one()
         failed = session.execute(select(func.sum(InferenceHourlyRow.errors))).scalar_one()
         errors = session.execute(select(func.sum(ErrorHourlyRow.count))).scalar_one()
@@ -95,7 +88,7 @@ def test_forecast_and_actual_pair_whichever_arrives_first(cloud: LiveRegistry) -
         _post(http, [maker.actual(HOUR0 + timedelta(hours=1), 25.0)])
         # A second forecast of the same origin and model: the first report wins.
         _post(http, [maker.forecast(HOUR0, [99.0, 99.0])])
-    with _db(cloud).transaction() as session:
+    with cloud.database.transaction() as session:
         rows = session.execute(
             select(
                 AccuracyHourlyRow.hour, AccuracyHourlyRow.points, AccuracyHourlyRow.sum_abs_err
@@ -115,7 +108,7 @@ def test_newest_heartbeat_wins_the_device_state(cloud: LiveRegistry) -> None:
     with cloud.client(token) as http:
         _post(http, [maker.heartbeat(HOUR0 + timedelta(hours=2), agent="2.0.0", outbox_depth=7)])
         _post(http, [maker.heartbeat(HOUR0, agent="1.0.0")])  # late and old: ignored
-    with _db(cloud).transaction() as session:
+    with cloud.database.transaction() as session:
         state = session.get(DeviceStateRow, "dev-1")
     assert state is not None
     assert (state.agent_version, state.outbox_depth) == ("2.0.0", 7)
@@ -221,7 +214,7 @@ def test_every_batch_is_counted_once_in_the_usage_log(cloud: LiveRegistry) -> No
         for _ in range(3):
             assert _post(http, [maker.heartbeat(HOUR0)]).status_code == 200
         assert _post(http, [EventMaker("dev-2", "S0002").heartbeat(HOUR0)]).status_code == 403
-    with _db(cloud).transaction() as session:
+    with cloud.database.transaction() as session:
         rows = session.execute(
             select(ApiUsageRow.status, ApiUsageRow.count, ApiUsageRow.role).where(
                 ApiUsageRow.endpoint == "/v1/telemetry"
@@ -242,7 +235,7 @@ def test_the_raw_record_keeps_each_event_once(cloud: LiveRegistry) -> None:
             "rejected": [],
         }
         assert _post(http, [second, first]).json()["duplicates"] == 2
-    with _db(cloud).transaction() as session:
+    with cloud.database.transaction() as session:
         bodies = session.execute(
             select(TelemetryBatchRow.events, TelemetryBatchRow.body).order_by(TelemetryBatchRow.id)
         ).all()

@@ -5,11 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
-from storecast.common.db import make_engine, upgrade
-from tests.registry.test_migration_rollouts import migrate
+from storecast.common.db import downgrade, make_engine, upgrade
 
 HOUR = datetime(2026, 11, 1, 8, 0)
 
@@ -24,7 +21,7 @@ def _rows(url: str, columns: str) -> list[tuple[object, ...]]:
 
 
 def test_stored_ids_take_their_batchs_device_and_still_deduplicate(database_url: str) -> None:
-    migrate(database_url, "0004")
+    upgrade(database_url, "0004")
     engine = make_engine(database_url)
     with engine.begin() as conn:
         conn.execute(
@@ -68,11 +65,5 @@ def test_stored_ids_take_their_batchs_device_and_still_deduplicate(database_url:
         assert inserted.rowcount == 0
     engine.dispose()
 
-    config = Config()  # and back: the old key again, the same rows
-    config.set_main_option("script_location", "storecast:migrations")
-    config.attributes["engine"] = make_engine(database_url)
-    try:
-        command.downgrade(config, "0004")
-    finally:
-        config.attributes["engine"].dispose()
+    downgrade(database_url, "0004")  # and back: the old key again, the same rows
     assert _rows(database_url, "event_id, batch_id") == [("id-1", 1), ("id-2", 1), ("id-3", 2)]

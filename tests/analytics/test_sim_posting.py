@@ -7,7 +7,6 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from storecast.analytics.tables import InferenceHourlyRow, TelemetryEventRow
-from storecast.common.cloud import Database
 from storecast.sim.sender import post
 from storecast.sim.telemetry import TelemetrySim, TelemetrySimConfig
 from tests.analytics.conftest import HOUR0
@@ -24,8 +23,7 @@ def test_posted_streams_land_once_even_after_the_tokens_are_lost(cloud: LiveRegi
     # resent events are recognised as duplicates.
     again = post(cloud.url, cloud.admin, sim.config, batch_size=400, backoff_s=0.0)
     assert (again.accepted, again.duplicates, again.rejected) == (0, total, 0)
-    database = cloud.app.extensions["storecast.database"]  # type: ignore[attr-defined]
-    assert isinstance(database, Database)
+    database = cloud.database
     served = sum(
         e["payload"]["count"]
         for events in streams.values()

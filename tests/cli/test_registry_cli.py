@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storecast._process import stop, wait_healthy
+from storecast._process import running_server
 
 TOKEN = re.compile(r"sct_[A-Za-z0-9_-]{20,}")
 
@@ -44,37 +44,10 @@ def served(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     assert key.stat().st_mode & 0o777 == 0o600
     assert (home / "1.root.json").is_file()
 
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "storecast",
-            "registry",
-            "serve",
-            "--home",
-            str(home),
-            "--port",
-            "0",
-            "--workers",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        found = re.search(r"http://[\d.]+:\d+", line)
-        assert found, line + (proc.stderr.read() if proc.stderr else "")
-        url = found.group(0)
-        wait_healthy(url, proc)
+    serve = ("registry", "serve", "--home", str(home), "--port", "0", "--workers", "2")
+    with running_server(*serve) as (url, proc):
         yield url, admin.group(0), home
-    finally:
-        stop(proc)
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert proc.returncode == 0  # a clean stop on SIGINT
 
 
 def test_init_refuses_an_existing_registry(tmp_path: Path) -> None:

@@ -7,11 +7,8 @@ process in which ``import torch`` fails (the agent must run where torch is not i
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from storecast._process import announced_url, launch
 from storecast.client import CloudClient
 from storecast.edge.config import init_home
 from storecast.forecasting.synthetic import ChainConfig, generate_chain
@@ -30,7 +28,6 @@ from storecast.sim.sensors import SensorStream
 from tests.registry.conftest import LiveRegistry
 
 MODEL = "demand-lstm"
-_URL = re.compile(r"http://[\d.]+:\d+")
 # Run the CLI with torch made unimportable: any `import torch` raises ImportError.
 NO_TORCH = (
     "import sys; sys.modules['torch'] = None; "
@@ -115,21 +112,9 @@ class EdgeRig:
 def start_agent(home: Path, *extra: str, timeout_s: float = 30) -> AgentProcess:
     """Start the agent and wait for its ``/readyz``."""
     log = tempfile.TemporaryFile("w+")  # noqa: SIM115  # closed with the AgentProcess
-    proc = subprocess.Popen(
-        [sys.executable, "-c", NO_TORCH, "edge", "run", "--home", str(home), "--port", "0", *extra],
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
-    )
-    line = proc.stdout.readline() if proc.stdout else ""
-    found = _URL.search(line)
-    if found is None:
-        proc.kill()
-        proc.wait()
-        log.seek(0)
-        raise AssertionError(f"the agent did not start: {line}{log.read()[-3000:]}")
-    running = AgentProcess(found.group(0), proc, log)
+    args = ["edge", "run", "--home", str(home), "--port", "0", *extra]
+    proc = launch(args, log, interpreter_args=("-c", NO_TORCH))
+    running = AgentProcess(announced_url(proc, log, "the agent"), proc, log)
     wait_until(lambda: _ready(running), timeout_s, "the agent to be ready")
     return running
 

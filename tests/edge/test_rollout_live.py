@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from storecast.common.cloud import Database
 from storecast.common.telemetry import hour_floor
 from storecast.edge.config import init_home
 from storecast.registry import rollouts
@@ -61,12 +60,6 @@ def _agents(
     finally:
         for agent in running.values():
             stop_agent(agent)
-
-
-def _db(cloud: LiveRegistry) -> Database:
-    database = cloud.app.extensions["storecast.database"]  # type: ignore[attr-defined]
-    assert isinstance(database, Database)
-    return database
 
 
 def _get(cloud: LiveRegistry, path: str, **params: Any) -> Any:
@@ -122,7 +115,7 @@ def test_a_failing_candidate_is_rolled_back_and_real_devices_return_to_a(
             with cloud.client(store.token) as http:
                 http.post("/v1/telemetry", json={"events": events}).raise_for_status()
 
-        ticked = rollouts.tick(_db(cloud), now=start + timedelta(hours=12))
+        ticked = rollouts.tick(cloud.database, now=start + timedelta(hours=12))
         assert [t.decision.action for t in ticked] == ["rollback"]
         for store in in_b:
             wait_until(lambda a=agents[store.store_id]: active_version(a) == 1, 30, "B back on v1")  # type: ignore[misc]
@@ -161,7 +154,7 @@ def test_a_better_candidate_is_promoted_to_every_device_and_the_alias_moves(
             wait_until(lambda a=agents[store.store_id]: active_version(a) == 1, 30, "A on v1")  # type: ignore[misc]
         start = hour_floor(datetime.now(UTC))
         report(cloud, stores, start, 12, bias={1: 0.2, 2: 0.0})  # v2 is the more accurate
-        ticked = rollouts.tick(_db(cloud), now=start + timedelta(hours=12))
+        ticked = rollouts.tick(cloud.database, now=start + timedelta(hours=12))
         assert [t.decision.action for t in ticked] == ["complete"]
         for store in watched:  # every store now runs B, A's stores included
             wait_until(lambda a=agents[store.store_id]: active_version(a) == 2, 30, "all on v2")  # type: ignore[misc]

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from storecast.analytics.schemas import MAX_BATCH_BYTES
 from storecast.analytics.tables import TelemetryEventRow
 from storecast.common.clock import FixedClock
-from storecast.common.cloud import Database
 from storecast.edge.backoff import Backoff
 from storecast.edge.events import EventFactory, InferenceStats
 from storecast.edge.localdb import LocalDB
@@ -75,9 +74,7 @@ def uploader_to(outbox: Outbox, clock: FixedClock) -> Iterator[Callable[..., Upl
 
 def ingested(cloud: LiveRegistry) -> list[str]:
     """Every event id the service stored (one row per event: a resend adds none)."""
-    database = cloud.app.extensions["storecast.database"]  # type: ignore[attr-defined]
-    assert isinstance(database, Database)
-    with database.transaction() as session:
+    with cloud.database.transaction() as session:
         return [str(e) for e in session.execute(select(TelemetryEventRow.event_id)).scalars()]
 
 

@@ -11,10 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from flask import Flask
 from werkzeug.serving import make_server
 
 from storecast.bundle import read_members
 from storecast.bundle.archive import write_tar
+from storecast.common.cloud import Database
 from storecast.registry.config import RegistryConfig
 from storecast.registry.setup import Initialised, init_registry
 
@@ -57,7 +59,14 @@ class LiveRegistry:
     url: str
     config: RegistryConfig
     init: Initialised
-    app: object
+    app: Flask
+
+    @property
+    def database(self) -> Database:
+        """The app's database (its engine, sessions and clock)."""
+        found = self.app.extensions["storecast.database"]
+        assert isinstance(found, Database)
+        return found
 
     def client(self, token: str | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -99,16 +108,13 @@ def serve_registry(config: RegistryConfig, init: Initialised) -> Iterator[LiveRe
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    live = LiveRegistry(f"http://127.0.0.1:{server.server_port}", config, init, app)
     try:
-        yield LiveRegistry(f"http://127.0.0.1:{server.server_port}", config, init, app)
+        yield live
     finally:
         server.shutdown()
         thread.join(timeout=10)
-        from storecast.common.cloud import Database
-
-        database = app.extensions["storecast.database"]
-        assert isinstance(database, Database)
-        database.engine.dispose()
+        live.database.engine.dispose()
 
 
 def registry_config(home: Path, database_url: str, **overrides: object) -> RegistryConfig:

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from importlib import resources
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from storecast.common.db import make_engine, upgrade
 
 T0 = datetime(2026, 11, 1, 8, 0)
 
 
-def migrate(url: str, revision: str) -> None:
-    config = Config()
-    config.set_main_option("script_location", str(resources.files("storecast") / "migrations"))
-    config.attributes["engine"] = make_engine(url)
-    try:
-        command.upgrade(config, revision)
-    finally:
-        config.attributes["engine"].dispose()
-
-
 def test_existing_deployments_become_immediate_single_arm_ones(database_url):
-    migrate(database_url, "0002")
+    upgrade(database_url, "0002")
     engine = make_engine(database_url)
     with engine.begin() as conn:
         conn.execute(

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from storecast.common.clock import FixedClock
-from storecast.common.cloud import Database
 from storecast.registry import rollouts
 from storecast.registry.config import RegistryConfig
 from storecast.registry.readout import Snapshot, snapshot_usable
@@ -83,12 +82,6 @@ def cloud(tmp_path: Path, database_url: str, clock: FixedClock) -> Iterator[Live
         yield live
 
 
-def db_of(live: LiveRegistry) -> Database:
-    database = live.app.extensions["storecast.database"]  # type: ignore[attr-defined]
-    assert isinstance(database, Database)
-    return database
-
-
 def canary(
     live: LiveRegistry, make_bundle: MakeBundle, steps: list[float], stores: int = 8
 ) -> tuple[int, list[Store]]:
@@ -118,7 +111,7 @@ def test_the_tick_stores_the_snapshot_served_until_it_is_older_than_the_max_age(
     report(cloud, stores, T0, 6, bias={1: 0.0, 2: 0.0})
     clock.advance(6 * 3600)
     ticked_at = clock.now()
-    assert [t.decision.action for t in rollouts.tick(db_of(cloud))] == ["wait"]
+    assert [t.decision.action for t in rollouts.tick(cloud.database)] == ["wait"]
 
     report(cloud, stores, T0 + timedelta(hours=6), 1, bias={1: 0.0, 2: 0.0})  # not seen yet
     clock.advance(60)
@@ -143,7 +136,7 @@ def test_fresh_true_computes_the_evidence_now_and_stores_it(
     deployment, stores = canary(cloud, make_bundle, [50, 100])
     report(cloud, stores, T0, 3, bias={1: 0.0, 2: 0.0})
     clock.advance(3 * 3600)
-    rollouts.tick(db_of(cloud))
+    rollouts.tick(cloud.database)
     report(cloud, stores, T0 + timedelta(hours=3), 1, bias={1: 0.0, 2: 0.0})
     clock.advance(30)
     assert forecast_hours(get_readout(cloud, deployment)) == 8 * 3  # the tick's snapshot
@@ -177,7 +170,7 @@ def test_operator_actions_show_at_once_and_the_arms_follow_the_new_step(
     cloud: LiveRegistry, clock: FixedClock, make_bundle: MakeBundle
 ):
     deployment, _ = canary(cloud, make_bundle, [25, 50, 100])
-    rollouts.tick(db_of(cloud))
+    rollouts.tick(cloud.database)
     clock.advance(10)
     assert get_readout(cloud, deployment)["source"] == "snapshot"
 
@@ -187,7 +180,7 @@ def test_operator_actions_show_at_once_and_the_arms_follow_the_new_step(
     assert [d["action"] for d in paused["decisions"]] == ["pause"]
 
     clock.advance(10)
-    rollouts.tick(db_of(cloud))  # a paused canary's readout is kept fresh too
+    rollouts.tick(cloud.database)  # a paused canary's readout is kept fresh too
     ticked = get_readout(cloud, deployment)
     assert ticked["source"] == "snapshot" and datetime.fromisoformat(ticked["as_of"]) == (
         clock.now()
@@ -207,16 +200,16 @@ def test_a_controller_decision_is_in_the_readout_the_same_tick_stores(
     cloud: LiveRegistry, clock: FixedClock, make_bundle: MakeBundle
 ):
     deployment, stores = canary(cloud, make_bundle, [50, 100], stores=30)  # both arms > 1
-    rollouts.tick(db_of(cloud))
+    rollouts.tick(cloud.database)
     report(cloud, stores, T0, 12, bias={1: 0.0, 2: 0.5})  # B forecasts 50% high
     clock.advance(12 * 3600)
     assert get_readout(cloud, deployment)["gates_now"]["action"] == "rollback"  # stale: live
 
-    [ticked] = rollouts.tick(db_of(cloud))
+    [ticked] = rollouts.tick(cloud.database)
     assert (ticked.decision.action, ticked.applied) == ("rollback", True)
     out = get_readout(cloud, deployment)
     assert (out["status"], out["source"], out["verdict"]) == ("rolled_back", "snapshot", "worse")
     assert datetime.fromisoformat(out["as_of"]) == clock.now()
     assert [d["action"] for d in out["decisions"]] == ["rollback"]
     assert out["gates_now"] is None  # nothing left for the controller to decide
-    assert rollouts.tick(db_of(cloud)) == []
+    assert rollouts.tick(cloud.database) == []

@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 from storecast.analytics.evidence import ArmEvidence, ArmScope, arms_evidence
 from storecast.common.audit import AuditRow
 from storecast.common.clock import FixedClock
-from storecast.common.cloud import Database
 from storecast.registry import rollouts
 from storecast.registry.arms import EvidenceQuery, analytics_evidence
 from storecast.registry.setup import init_registry
@@ -41,21 +40,15 @@ def cloud(tmp_path: Path, database_url: str, clock: FixedClock) -> Iterator[Live
         yield live
 
 
-def db_of(live: LiveRegistry) -> Database:
-    database = live.app.extensions["storecast.database"]  # type: ignore[attr-defined]
-    assert isinstance(database, Database)
-    return database
-
-
 def decisions(live: LiveRegistry) -> list[RolloutDecisionRow]:
-    with db_of(live).transaction() as session:
+    with live.database.transaction() as session:
         return list(
             session.execute(select(RolloutDecisionRow).order_by(RolloutDecisionRow.id)).scalars()
         )
 
 
 def audit_actions(live: LiveRegistry, actor: str = rollouts.CONTROLLER) -> list[str]:
-    with db_of(live).transaction() as session:
+    with live.database.transaction() as session:
         rows = session.execute(
             select(AuditRow).where(AuditRow.actor == actor).order_by(AuditRow.seq)
         )
@@ -78,7 +71,7 @@ def test_a_worse_candidate_is_rolled_back_and_its_stores_return_to_a(
         assert readout["gates_now"]["action"] == "rollback"  # seen, not acted on
         assert readout["status"] == "active" and readout["decisions"] == []
 
-        done = rollouts.tick(db_of(cloud))
+        done = rollouts.tick(cloud.database)
 
         assert [(t.deployment_id, t.decision.action, t.applied) for t in done] == [
             (deployment, "rollback", True)
@@ -102,7 +95,7 @@ def test_a_worse_candidate_is_rolled_back_and_its_stores_return_to_a(
         g["name"] == "accuracy" and g["passed"] is False for g in after["decisions"][0]["gates"]
     )
     assert {a["arm"]: a["stores"] for a in after["arms"]}["B"] == len(in_b)  # the last step's
-    assert rollouts.tick(db_of(cloud)) == []  # nothing active is left to decide
+    assert rollouts.tick(cloud.database) == []  # nothing active is left to decide
 
 
 def test_a_better_candidate_is_promoted_step_by_step_to_100_and_the_alias_moves(
@@ -118,17 +111,17 @@ def test_a_better_candidate_is_promoted_step_by_step_to_100_and_the_alias_moves(
 
         report(cloud, stores, T0, 12, bias={1: 0.3, 2: 0.0})  # A forecasts 30% high
         clock.advance(12 * 3600)
-        first = rollouts.tick(db_of(cloud))
+        first = rollouts.tick(cloud.database)
         assert [(t.decision.action, t.applied) for t in first] == [("promote", True)]
         assert admin.get(f"/v1/deployments/{deployment}").json()["step_index"] == 1
 
         started = clock.now()
-        waited = rollouts.tick(db_of(cloud))  # the new step has no evidence yet
+        waited = rollouts.tick(cloud.database)  # the new step has no evidence yet
         assert [(t.decision.action, t.applied) for t in waited] == [("wait", False)]
 
         report(cloud, stores, started, 12, bias={1: 0.3, 2: 0.0})
         clock.advance(12 * 3600)
-        last = rollouts.tick(db_of(cloud))
+        last = rollouts.tick(cloud.database)
         assert [(t.decision.action, t.applied) for t in last] == [("complete", True)]
 
         shown = admin.get(f"/v1/deployments/{deployment}").json()
@@ -192,7 +185,7 @@ def test_two_ticks_at_once_take_one_decision_per_step(
     results: list[list[rollouts.Ticked]] = []
 
     def run() -> None:  # the barrier pairs the decisions' reads: no readout snapshots here
-        results.append(rollouts.tick(db_of(cloud), evidence=passing(barrier), snapshots=False))
+        results.append(rollouts.tick(cloud.database, evidence=passing(barrier), snapshots=False))
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for thread in threads:
@@ -214,7 +207,7 @@ def test_one_step_ending_decision_per_step_is_a_database_constraint(
         deployment = admin.post("/v1/deployments", json=canary_body([50, 100])).json()["id"]
 
     def add(kind: str | None) -> None:
-        with db_of(cloud).transaction(write=True) as session:
+        with cloud.database.transaction(write=True) as session:
             session.add(
                 RolloutDecisionRow(
                     deployment_id=deployment,

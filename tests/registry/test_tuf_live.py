@@ -16,7 +16,6 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from flask import Flask
 from securesystemslib.signer import Signer
 from sqlalchemy import delete, select
 from tuf.api.exceptions import (
@@ -31,7 +30,6 @@ from tuf.api.metadata import Metadata, MetaFile, Snapshot, Targets, Timestamp
 from tuf.ngclient import Updater
 
 from storecast.common.clock import FixedClock
-from storecast.common.cloud import Database
 from storecast.common.errors import ConfigError
 from storecast.common.tuf_client import BearerFetcher, make_updater
 from storecast.registry.config import RegistryConfig
@@ -72,15 +70,9 @@ def device_updater(
     return make_updater(live.url, token, home / "metadata", home / "targets", root)
 
 
-def database(live: LiveRegistry) -> Database:
-    found = cast(Flask, live.app).extensions["storecast.database"]
-    assert isinstance(found, Database)
-    return found
-
-
 def stored(live: LiveRegistry, role: str) -> dict[int, bytes]:
     """Every stored version of ``role``."""
-    with database(live).transaction() as session:
+    with live.database.transaction() as session:
         rows = session.execute(
             select(TufMetadataRow.version, TufMetadataRow.data).where(TufMetadataRow.role == role)
         ).all()
@@ -94,14 +86,14 @@ def newest(live: LiveRegistry, role: str) -> tuple[int, bytes]:
 
 
 def overwrite(live: LiveRegistry, role: str, version: int, data: bytes) -> None:
-    with database(live).transaction(write=True) as session:
+    with live.database.transaction(write=True) as session:
         row = session.get(TufMetadataRow, (role, version))
         assert row is not None
         row.data = data
 
 
 def insert(live: LiveRegistry, role: str, version: int, data: bytes) -> None:
-    with database(live).transaction(write=True) as session:
+    with live.database.transaction(write=True) as session:
         session.add(
             TufMetadataRow(role=role, version=version, data=data, created_at=datetime.now(UTC))
         )
@@ -284,7 +276,7 @@ def test_device_that_saw_newer_metadata_rejects_a_rollback(
     assert newest_version == 3
 
     if how == "delete the newest rows":
-        with database(live).transaction(write=True) as session:
+        with live.database.transaction(write=True) as session:
             session.execute(delete(TufMetadataRow).where(TufMetadataRow.version == 3))
     else:
         overwrite(live, Timestamp.type, 3, stored(live, Timestamp.type)[2])

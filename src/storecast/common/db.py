@@ -161,16 +161,32 @@ def transaction(factory: sessionmaker[Session], *, write: bool = False) -> Itera
         yield session
 
 
-def upgrade(url: str) -> None:
-    """Create or migrate the database at ``url`` to the newest schema (Alembic ``head``)."""
+def upgrade(url: str, revision: str = "head") -> None:
+    """Create or migrate the database at ``url`` to the newest schema (Alembic ``head``), or
+    to ``revision``."""
     from alembic import command
+
+    with _alembic(url) as config:
+        command.upgrade(config, revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate the database at ``url`` back to ``revision``."""
+    from alembic import command
+
+    with _alembic(url) as config:
+        command.downgrade(config, revision)
+
+
+@contextmanager
+def _alembic(url: str) -> Iterator[Any]:
+    """Alembic's configuration for storecast's migrations, over an engine for ``url``."""
     from alembic.config import Config
 
     config = Config()
-    script_location = resources.files("storecast") / "migrations"
-    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("script_location", str(resources.files("storecast") / "migrations"))
     config.attributes["engine"] = make_engine(url)
     try:
-        command.upgrade(config, "head")
+        yield config
     finally:
         config.attributes["engine"].dispose()

@@ -7,10 +7,7 @@ also on Ctrl-C or failure.
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +15,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from storecast._process import stop, wait_healthy
+from storecast._process import announced_url, launch, stop, wait_healthy
 from storecast.common.errors import ConfigError
-
-_URL = re.compile(r"http://[\d.]+:\d+")
 
 
 @dataclass
@@ -59,23 +54,13 @@ class Processes:
 
     def start(self, name: str, *args: str, serves: bool = False, ready_s: float = 60) -> Child:
         """Run ``storecast *args``; for a server, wait for its URL and ``/healthz``."""
-        log = (self.logs / f"{name}.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "storecast", *args],
-            stdout=subprocess.PIPE if serves else log,
-            stderr=log,
-            text=True,
-            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
-            start_new_session=True,  # Ctrl-C in the terminal reaches the demo, which stops it
-        )
+        log = (self.logs / f"{name}.log").open("w+")
+        # Its own session: Ctrl-C in the terminal reaches the demo, which stops it.
+        proc = launch(args, log, pipe_stdout=serves, new_session=True)
         child = Child(name, proc, log)
         self.children.append(child)
         if serves:
-            line = proc.stdout.readline() if proc.stdout else ""
-            found = _URL.search(line)
-            if found is None:
-                raise ConfigError(f"{name} did not start: {line.strip()} (see {log.name})")
-            child.url = found.group(0)
+            child.url = announced_url(proc, log, f"{name} (log: {log.name})")
             wait_healthy(child.url, proc, ready_s)
         return child
 
