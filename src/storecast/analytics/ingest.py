@@ -123,22 +123,37 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
     screened = Screened()
     if typed and _all_from(typed, device_id, store_id or typed[0].store_id):
         screened.events = typed  # the common case, decided in one pass
+    else:
+        _screen_each(screened, raws, typed is not None, device_id, store_id, not_after)
+    if not screened.rejected:
         screened.packed = pack(body)
-        _prepare(screened)
-        return screened
+    _prepare(screened)
+    return screened
+
+
+def _screen_each(
+    screened: Screened,
+    raws: list[Any],
+    typed: bool,
+    device_id: str,
+    store_id: str | None,
+    not_after: datetime,
+) -> None:
+    """Sort a batch's events, one by one, into ``screened``'s events and rejections
+    (``raws`` are events already validated when ``typed``, else the JSON as sent)."""
     enrolled = store_id is not None
     for index, raw in enumerate(raws):
-        if typed is None:
-            claimed = raw.get("device_id") if isinstance(raw, dict) else None
-        else:
+        if typed:
             claimed = raw.device_id
+        else:
+            claimed = raw.get("device_id") if isinstance(raw, dict) else None
         if isinstance(claimed, str) and claimed != device_id:
             raise BatchRefused(
                 403,
                 "forbidden",
                 f"event {index} is for device {claimed!r}; this token is device {device_id!r}'s",
             )
-        checked = raw if typed is not None else validate_event(index, raw, not_after=not_after)
+        checked = raw if typed else validate_event(index, raw, not_after=not_after)
         if isinstance(checked, EventRejection):
             screened.rejected.append(checked)
         elif store_id is None and not screened.events:
@@ -153,10 +168,6 @@ def screen_batch(body: bytes, device_id: str, store_id: str | None, now: datetim
             screened.rejected.append(_rejection(index, checked, "store_id", reason))
         else:
             screened.events.append(checked)
-    if not screened.rejected:
-        screened.packed = pack(body)
-    _prepare(screened)
-    return screened
 
 
 def _all_from(events: list[TelemetryEvent], device_id: str, store_id: str) -> bool:
