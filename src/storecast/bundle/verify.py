@@ -18,6 +18,7 @@ from storecast.bundle.metadata import (
     METADATA_MEMBER,
     MODEL_MEMBERS,
     BundleMetadata,
+    MemberInfo,
 )
 from storecast.forecasting.features import FeatureSpec
 
@@ -54,17 +55,19 @@ def verify_bundle(source: Path | bytes, limits: Limits | None = None) -> Verifie
     except (TypeError, ValueError) as exc:
         raise BundleError(f"{label}: metadata.json field 'features': {exc}") from None
     for name, info in metadata.members.items():
-        data = members[name]
-        if len(data) != info.size:
-            raise BundleError(
-                f"{label}: {name} is {len(data)} bytes, metadata.json says {info.size}"
-            )
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != info.sha256:
-            raise BundleError(
-                f"{label}: {name} has sha256 {digest}, metadata.json says {info.sha256}"
-            )
+        if problem := member_mismatch(name, members[name], info):
+            raise BundleError(f"{label}: {problem}")
     return VerifiedBundle(metadata, members, hashlib.sha256(raw).hexdigest(), len(raw))
+
+
+def member_mismatch(name: str, data: bytes, info: MemberInfo) -> str | None:
+    """How ``data`` differs from the member ``metadata.json`` describes (None: it does not)."""
+    if len(data) != info.size:
+        return f"{name} is {len(data)} bytes, {METADATA_MEMBER} says {info.size}"
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != info.sha256:
+        return f"{name} has sha256 {digest}, {METADATA_MEMBER} says {info.sha256}"
+    return None
 
 
 def parse_metadata(data: bytes, label: str = "bundle") -> BundleMetadata:

@@ -28,7 +28,7 @@ import numpy as np
 
 from storecast.bundle.archive import BundleError
 from storecast.bundle.metadata import METADATA_MEMBER, MODEL_MEMBERS, BundleMetadata, TensorSpec
-from storecast.bundle.verify import parse_metadata
+from storecast.bundle.verify import member_mismatch, parse_metadata
 from storecast.common.errors import ModelError
 from storecast.common.files import atomic_write_bytes
 from storecast.forecasting.features import (
@@ -185,15 +185,8 @@ def verify_folder(folder: Path) -> tuple[BundleInfo, BundleMetadata, dict[str, s
         if data is None:
             absent[name] = f"{name} is missing"
             continue
-        if len(data) != member.size:
-            raise ModelError(
-                f"{folder}: {name} is {len(data)} bytes, {METADATA_MEMBER} says {member.size}"
-            )
-        got = hashlib.sha256(data).hexdigest()
-        if got != member.sha256:
-            raise ModelError(
-                f"{folder}: {name} has sha256 {got}, {METADATA_MEMBER} says {member.sha256}"
-            )
+        if problem := member_mismatch(name, data, member):
+            raise ModelError(f"{folder}: {problem}")
     if TORCH_MEMBER in absent:  # model.onnx alone may be absent (then torch serves)
         raise ModelError(f"{folder}: {absent[TORCH_MEMBER]}")
     return info, metadata, absent
@@ -258,9 +251,9 @@ def _load_torch(folder: Path, spec: FeatureSpec, metadata: BundleMetadata) -> Pr
     data = _read(path)
     if data is None:
         raise ModelError(f"{folder}: {TORCH_MEMBER} is missing")
-    if hashlib.sha256(data).hexdigest() != metadata.members[TORCH_MEMBER].sha256:
-        # checked on the very bytes that are loaded (also when ``verify`` was off)
-        raise ModelError(f"{folder}: {TORCH_MEMBER} does not match {METADATA_MEMBER}")
+    # checked on the very bytes that are loaded (also when ``verify`` was off)
+    if problem := member_mismatch(TORCH_MEMBER, data, metadata.members[TORCH_MEMBER]):
+        raise ModelError(f"{folder}: {problem}")
     checkpoint = load_checkpoint(data, label=str(path))
     if checkpoint.spec != spec:
         raise ModelError(f"{path}: its feature spec differs from {METADATA_MEMBER}'s")
